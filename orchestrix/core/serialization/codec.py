@@ -1,0 +1,925 @@
+"""A lossless JSON codec for events and the values they carry.
+
+Values are encoded to plain JSON guided by the dataclass field annotations, so
+the stored JSON is what another system expects to read (a ``Decimal`` is the
+string ``"10.50"``, a ``UUID`` its canonical string, a ``datetime`` ISO 8601),
+and decoded back through the same annotations into the same Python types:
+str, int, float (also NaN and infinities), Decimal, bool, None, UUID,
+datetime, date, time, timedelta, bytes, enums, Literal, lists, tuples, sets,
+dicts (with typed keys), unions and nested dataclasses.
+
+Where the annotation says nothing (``Any``, ``object``, or the inherited
+``Message.data``), non-JSON values are written as small tagged objects
+(``{"__orchestrix_type__": "decimal", "value": "1.10"}``) so that they still
+come back as what they were. Enums and dataclasses in such untyped places come
+back as their plain values (their class cannot be known safely from stored
+data); give the field a type to keep them.
+
+Decoding never calls ``__init__``: a stored event is a historical fact, and a
+validation rule added to the class later must not make history unreadable.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import math
+import sys
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Union
+
+from orchestrix.core.common.exceptions import EventDecodeError
+from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, Message
+from orchestrix.core.serialization.registry import EventRegistry, default_registry
+
+__all__ = [
+    "TAG",
+    "DecodeFailure",
+    "EncodedEvent",
+    "EventCodec",
+    "JsonValue",
+    "decode_value",
+    "encode_value",
+    "from_cloudevent",
+    "to_cloudevent",
+]
+
+JsonValue = Any  # JSON-compatible: None, bool, int, float, str, list, dict[str, ...]
+
+#: The key that marks a tagged value in untyped positions.
+TAG = "__orchestrix_type__"
+
+#: Message fields kept in the ``metadata`` part of an encoded event.
+METADATA_FIELDS: tuple[str, ...] = tuple(
+    f for f in CLOUDEVENT_FIELDS if f not in {"id", "type", "timestamp", "data"}
+)
+
+_Encoder = Callable[[Any], JsonValue]
+_Decoder = Callable[[JsonValue], Any]
+
+
+class DecodeFailure(ValueError):
+    """A value did not match its annotation; ``path`` says where."""
+
+    def __init__(self, detail: str, path: str = "") -> None:
+        self.detail = detail
+        self.path = path
+        super().__init__(f"{path}: {detail}" if path else detail)
+
+    def at(self, segment: str) -> DecodeFailure:
+        """The same failure, one level further out."""
+        path = f"{segment}.{self.path}" if self.path and not self.path.startswith("[") else (
+            f"{segment}{self.path}"
+        )
+        return DecodeFailure(self.detail, path)
+
+
+# ---------------------------------------------------------------- values, untyped
+
+
+def _encode_float(value: float) -> JsonValue:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _encode_tagged(value: Any) -> JsonValue:
+    """Encode a value whose annotation is unknown, tagging what JSON can't say."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is str:
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        return {TAG: "float", "value": _encode_float(value)}
+    if kind is list:
+        return [_encode_tagged(v) for v in value]
+    if kind is dict:
+        encoded: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"dict key {key!r} in an untyped value is not a string; "
+                    "annotate the field (e.g. dict[int, str]) to store other keys"
+                )
+            encoded[key] = _encode_tagged(item)
+        if TAG in encoded:
+            return {TAG: "dict", "value": encoded}
+        return encoded
+    if isinstance(value, enum.Enum):
+        return _encode_tagged(value.value)
+    if isinstance(value, bool | int | str):  # subclasses of the JSON types
+        return value if not isinstance(value, float) else _encode_float(value)
+    if isinstance(value, datetime):
+        return {TAG: "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {TAG: "date", "value": value.isoformat()}
+    if isinstance(value, time):
+        return {TAG: "time", "value": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {TAG: "timedelta", "value": value // timedelta(microseconds=1)}
+    if isinstance(value, Decimal):
+        return {TAG: "decimal", "value": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {TAG: "uuid", "value": str(value)}
+    if isinstance(value, bytes | bytearray):
+        return {TAG: "bytes", "value": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, float):
+        return _encode_tagged(float(value))
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "value": [_encode_tagged(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        items = _sorted_if_possible([_encode_tagged(v) for v in value])
+        return {TAG: "frozenset" if isinstance(value, frozenset) else "set", "value": items}
+    if isinstance(value, list):
+        return [_encode_tagged(v) for v in value]
+    if isinstance(value, Mapping):
+        return _encode_tagged(dict(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encode_tagged(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        )
+    raise TypeError(
+        f"cannot encode a value of type {kind.__qualname__} as JSON; use JSON types, "
+        "Decimal, UUID, date/time types, enums or dataclasses"
+    )
+
+
+def _sorted_if_possible(items: list[JsonValue]) -> list[JsonValue]:
+    try:
+        return sorted(items)
+    except TypeError:
+        return items
+
+
+_TAG_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "float": lambda v: float(v),
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "timedelta": lambda v: timedelta(microseconds=v),
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+    "bytes": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
+}
+
+
+def _decode_tagged(data: JsonValue) -> Any:
+    kind = type(data)
+    if data is None or kind is bool or kind is int or kind is str or kind is float:
+        return data
+    if kind is list:
+        return [_decode_tagged(v) for v in data]
+    if kind is dict:
+        tag = data.get(TAG)
+        if tag is None:
+            return {k: _decode_tagged(v) for k, v in data.items()}
+        if not isinstance(tag, str) or "value" not in data:
+            raise DecodeFailure(f"malformed tagged value {data!r}")
+        value = data["value"]
+        if tag == "dict":
+            if not isinstance(value, dict):
+                raise DecodeFailure("tagged dict without an object value")
+            return {k: _decode_tagged(v) for k, v in value.items()}
+        if tag in ("tuple", "set", "frozenset"):
+            if not isinstance(value, list):
+                raise DecodeFailure(f"tagged {tag} without a list value")
+            items = [_decode_tagged(v) for v in value]
+            return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        decoder = _TAG_DECODERS.get(tag)
+        if decoder is None:
+            raise DecodeFailure(f"unknown value tag {tag!r}")
+        try:
+            return decoder(value)
+        except (ValueError, TypeError, AttributeError, InvalidOperation) as error:
+            raise DecodeFailure(f"bad {tag} value {value!r}: {error}") from None
+    raise DecodeFailure(f"not a JSON value: {data!r}")
+
+
+# ---------------------------------------------------------------- values, typed
+
+
+def _encode_plain(value: Any) -> JsonValue:
+    """Encode a value at a typed position: no tags, the annotation says the type."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is str:
+        return value
+    if kind is float:
+        return _encode_float(value)
+    if isinstance(value, enum.Enum):
+        return _encode_plain(value.value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value // timedelta(microseconds=1)
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, float):
+        return _encode_float(float(value))
+    if isinstance(value, bool | int | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plan_for(type(value)).encode(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_encode_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {_encode_key(k): _encode_plain(v) for k, v in value.items()}
+    return _encode_tagged(value)
+
+
+def _encode_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key.value if isinstance(key, enum.Enum) else str(key)
+    if isinstance(key, enum.Enum):
+        return _encode_key(key.value)
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    encoded = _encode_plain(key)
+    if isinstance(encoded, str):
+        return encoded
+    if isinstance(encoded, int | float):
+        return repr(encoded)
+    raise TypeError(f"cannot use {key!r} as a JSON object key")
+
+
+def _fail(expected: str, data: JsonValue) -> DecodeFailure:
+    shown = repr(data)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return DecodeFailure(f"expected {expected}, got {shown}")
+
+
+def _decode_str(data: JsonValue) -> str:
+    if type(data) is str:
+        return data
+    raise _fail("a string", data)
+
+
+def _decode_int(data: JsonValue) -> int:
+    if type(data) is int:
+        return data
+    raise _fail("an integer", data)
+
+
+def _decode_bool(data: JsonValue) -> bool:
+    if type(data) is bool:
+        return data
+    raise _fail("true or false", data)
+
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _decode_float(data: JsonValue) -> float:
+    kind = type(data)
+    if kind is float or kind is int:
+        # An int stays an int: `amount: float = 10` must round-trip as 10.
+        return data  # type: ignore[no-any-return]
+    if kind is str and data in _NON_FINITE:
+        return _NON_FINITE[data]
+    raise _fail("a number", data)
+
+
+def _decode_none(data: JsonValue) -> None:
+    if data is None:
+        return None
+    raise _fail("null", data)
+
+
+def _from_string(kind: type, parse: Callable[[str], Any], name: str) -> _Decoder:
+    def decode(data: JsonValue) -> Any:
+        if type(data) is str:
+            try:
+                return parse(data)
+            except (ValueError, TypeError, InvalidOperation):
+                pass
+        elif isinstance(data, kind):
+            return data
+        raise _fail(name, data)
+
+    return decode
+
+
+def _decode_decimal(data: JsonValue) -> Decimal:
+    kind = type(data)
+    try:
+        if kind is str:
+            return Decimal(data)
+        if kind is int:
+            return Decimal(data)
+        if kind is float:
+            return Decimal(repr(data))
+    except InvalidOperation:
+        pass
+    raise _fail("a decimal number", data)
+
+
+def _decode_timedelta(data: JsonValue) -> timedelta:
+    if type(data) is int:
+        return timedelta(microseconds=data)
+    raise _fail("a duration in microseconds", data)
+
+
+def _decode_bytes(data: JsonValue) -> bytes:
+    if type(data) is str:
+        try:
+            return base64.b64decode(data.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            pass
+    raise _fail("base64 text", data)
+
+
+_SCALAR_DECODERS: dict[Any, _Decoder] = {
+    str: _decode_str,
+    int: _decode_int,
+    bool: _decode_bool,
+    float: _decode_float,
+    type(None): _decode_none,
+    None: _decode_none,
+    Decimal: _decode_decimal,
+    uuid.UUID: _from_string(uuid.UUID, uuid.UUID, "a UUID"),
+    datetime: _from_string(datetime, datetime.fromisoformat, "an ISO 8601 date and time"),
+    date: _from_string(date, date.fromisoformat, "an ISO 8601 date"),
+    time: _from_string(time, time.fromisoformat, "an ISO 8601 time"),
+    timedelta: _decode_timedelta,
+    bytes: _decode_bytes,
+}
+
+_KEY_PARSERS: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    Decimal: Decimal,
+    uuid.UUID: uuid.UUID,
+    datetime: datetime.fromisoformat,
+    date: date.fromisoformat,
+    bool: lambda s: {"true": True, "false": False}[s],
+}
+
+
+def _is_any(annotation: Any) -> bool:
+    return annotation is Any or annotation is object or isinstance(annotation, typing.TypeVar)
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    supertype = getattr(annotation, "__supertype__", None)  # typing.NewType
+    if supertype is not None:
+        return _unwrap(supertype)
+    if isinstance(annotation, typing.TypeAliasType if hasattr(typing, "TypeAliasType") else ()):
+        return _unwrap(annotation.__value__)
+    return annotation
+
+
+_encoder_cache: dict[Any, _Encoder] = {}
+_decoder_cache: dict[Any, _Decoder] = {}
+
+
+def _encoder_for(annotation: Any) -> _Encoder:
+    try:
+        return _encoder_cache[annotation]
+    except (KeyError, TypeError):
+        pass
+    encoder = _build_encoder(_unwrap(annotation))
+    try:
+        _encoder_cache[annotation] = encoder
+    except TypeError:  # an unhashable annotation: fine, just not cached
+        pass
+    return encoder
+
+
+def _decoder_for(annotation: Any) -> _Decoder:
+    try:
+        return _decoder_cache[annotation]
+    except (KeyError, TypeError):
+        pass
+    decoder = _build_decoder(_unwrap(annotation))
+    try:
+        _decoder_cache[annotation] = decoder
+    except TypeError:
+        pass
+    return decoder
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...] | None:
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return typing.get_args(annotation)
+    return None
+
+
+def _build_encoder(annotation: Any) -> _Encoder:
+    if _is_any(annotation):
+        return _encode_tagged
+    members = _union_members(annotation)
+    if members is not None:
+        others = [m for m in members if m is not type(None)]
+        if len(others) == 1:
+            inner = _encoder_for(others[0])
+            return lambda v: None if v is None else inner(v)
+        return _union_encoder(others)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, tuple, set, frozenset) or _is_sequence_origin(origin):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            item_encoders = [_encoder_for(a) for a in args]
+            return lambda v: [enc(item) for enc, item in zip(item_encoders, v, strict=True)]
+        item = _encoder_for(args[0]) if args else _encode_tagged
+        if origin in (set, frozenset) or origin is typing.AbstractSet:
+            return lambda v: _sorted_if_possible([item(x) for x in v])
+        return lambda v: [item(x) for x in v]
+    if origin is dict or _is_mapping_origin(origin):
+        value_encoder = _encoder_for(args[1]) if len(args) == 2 else _encode_tagged
+        return lambda v: {_encode_key(k): value_encoder(x) for k, x in v.items()}
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        plan = _plan_for(annotation)
+        return lambda v: plan.encode(v) if type(v) is annotation else _encode_plain(v)
+    return _encode_plain
+
+
+def _union_encoder(members: list[Any]) -> _Encoder:
+    """Several non-None members: tag what the JSON shape alone can't tell apart."""
+    classes = {m.__name__: m for m in members if isinstance(m, type)}
+
+    def encode(value: Any) -> JsonValue:
+        if value is None:
+            return None
+        kind = type(value)
+        if kind is bool or kind is int or kind is str:
+            return value
+        if kind is float and math.isfinite(value):
+            return value
+        if isinstance(value, enum.Enum) or dataclasses.is_dataclass(value):
+            name = kind.__name__
+            if classes.get(name) is kind:
+                return {TAG: "member", "class": name, "value": _encoder_for(kind)(value)}
+        return _encode_tagged(value)
+
+    return encode
+
+
+def _is_sequence_origin(origin: Any) -> bool:
+    import collections.abc as abc
+
+    return origin in (abc.Sequence, abc.MutableSequence, abc.Iterable, abc.Collection, abc.Set,
+                      abc.MutableSet)
+
+
+def _is_mapping_origin(origin: Any) -> bool:
+    import collections.abc as abc
+
+    return origin in (abc.Mapping, abc.MutableMapping)
+
+
+def _build_decoder(annotation: Any) -> _Decoder:
+    if _is_any(annotation):
+        return _decode_tagged
+    scalar = _SCALAR_DECODERS.get(annotation)
+    if scalar is not None:
+        return scalar
+    members = _union_members(annotation)
+    if members is not None:
+        return _union_decoder(members)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        allowed = list(args)
+
+        def decode_literal(data: JsonValue) -> Any:
+            for option in allowed:
+                if data == option and type(data) is type(option):
+                    return option
+            raise _fail(f"one of {allowed!r}", data)
+
+        return decode_literal
+    if origin in (list, tuple, set, frozenset) or _is_sequence_origin(origin):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            item_decoders = [_decoder_for(a) for a in args]
+
+            def decode_fixed_tuple(data: JsonValue) -> tuple[Any, ...]:
+                if type(data) is not list or len(data) != len(item_decoders):
+                    raise _fail(f"a list of {len(item_decoders)} items", data)
+                return tuple(_decode_item(dec, item, i) for i, (dec, item) in
+                             enumerate(zip(item_decoders, data, strict=True)))
+
+            return decode_fixed_tuple
+        item = _decoder_for(args[0]) if args else _decode_tagged
+        build: Callable[[list[Any]], Any] = list
+        if origin is tuple:
+            build = tuple
+        elif origin is frozenset:
+            build = frozenset
+        elif origin is set or origin is typing.AbstractSet:
+            build = set
+
+        def decode_sequence(data: JsonValue) -> Any:
+            if type(data) is not list:
+                raise _fail("a list", data)
+            return build([_decode_item(item, x, i) for i, x in enumerate(data)])
+
+        return decode_sequence
+    if origin is dict or _is_mapping_origin(origin):
+        key_type = _unwrap(args[0]) if len(args) == 2 else str
+        value_decoder = _decoder_for(args[1]) if len(args) == 2 else _decode_tagged
+        parse_key = _key_parser(key_type)
+
+        def decode_mapping(data: JsonValue) -> dict[Any, Any]:
+            if type(data) is not dict:
+                raise _fail("an object", data)
+            result: dict[Any, Any] = {}
+            for k, v in data.items():
+                try:
+                    result[parse_key(k)] = value_decoder(v)
+                except DecodeFailure as failure:
+                    raise failure.at(f"[{k!r}]") from None
+                except (ValueError, KeyError, InvalidOperation):
+                    raise DecodeFailure(f"bad key {k!r}") from None
+            return result
+
+        return decode_mapping
+    if isinstance(annotation, type):
+        if issubclass(annotation, enum.Enum):
+            return _enum_decoder(annotation)
+        if dataclasses.is_dataclass(annotation):
+            plan = _plan_for(annotation)
+
+            def decode_dataclass(data: JsonValue) -> Any:
+                if type(data) is not dict:
+                    raise _fail(f"an object for {annotation.__name__}", data)
+                return plan.decode(data)
+
+            return decode_dataclass
+        for base, decoder in _SCALAR_DECODERS.items():
+            if isinstance(base, type) and base is not type(None) and issubclass(annotation, base):
+                return _subclass_decoder(annotation, decoder)
+    name = getattr(annotation, "__qualname__", repr(annotation))
+
+    def unsupported(data: JsonValue) -> Any:
+        raise DecodeFailure(f"cannot decode values annotated {name}")
+
+    return unsupported
+
+
+def _decode_item(decoder: _Decoder, data: JsonValue, index: int) -> Any:
+    try:
+        return decoder(data)
+    except DecodeFailure as failure:
+        raise failure.at(f"[{index}]") from None
+
+
+def _subclass_decoder(kind: type, base_decoder: _Decoder) -> _Decoder:
+    def decode(data: JsonValue) -> Any:
+        return kind(base_decoder(data))
+
+    return decode
+
+
+def _enum_decoder(kind: type[enum.Enum]) -> _Decoder:
+    def decode(data: JsonValue) -> enum.Enum:
+        try:
+            return kind(data)
+        except ValueError:
+            raise _fail(f"a {kind.__name__} value", data) from None
+
+    return decode
+
+
+def _key_parser(key_type: Any) -> Callable[[str], Any]:
+    if _is_any(key_type):
+        return str
+    if isinstance(key_type, type) and issubclass(key_type, enum.Enum):
+        members = {_encode_key(m.value): m for m in key_type}
+        return lambda k: members[k]
+    parser = _KEY_PARSERS.get(key_type)
+    if parser is not None:
+        return parser
+    if typing.get_origin(key_type) is typing.Literal:
+        options = {_encode_key(a): a for a in typing.get_args(key_type)}
+        return lambda k: options[k]
+    return str
+
+
+def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
+    optional = type(None) in members
+    others = [m for m in members if m is not type(None)]
+    if len(others) == 1:
+        inner = _decoder_for(others[0])
+        if optional:
+            return lambda data: None if data is None else inner(data)
+        return inner
+    decoders = [_decoder_for(m) for m in others]
+    by_name = {m.__name__: m for m in others if isinstance(m, type)}
+
+    def decode(data: JsonValue) -> Any:
+        if data is None and optional:
+            return None
+        if type(data) is dict and TAG in data:
+            if data[TAG] == "member":
+                member = by_name.get(data.get("class", ""))
+                if member is None:
+                    raise _fail(f"one of {sorted(by_name)}", data)
+                return _decoder_for(member)(data.get("value"))
+            return _decode_tagged(data)
+        failures = []
+        for decoder in decoders:
+            try:
+                return decoder(data)
+            except DecodeFailure as failure:
+                failures.append(failure.detail)
+        raise DecodeFailure("matches no member of the union: " + "; ".join(failures))
+
+    return decode
+
+
+# ---------------------------------------------------------------- dataclasses
+
+
+class _Plan:
+    """How to encode and decode one dataclass, computed once per class."""
+
+    __slots__ = ("cls", "decoders", "defaults", "encoders", "names")
+
+    def __init__(self, cls: type, fields: list[dataclasses.Field[Any]], hints: dict[str, Any]):
+        self.cls = cls
+        self.names = [f.name for f in fields]
+        self.encoders = [_encoder_for(hints.get(f.name, Any)) for f in fields]
+        self.decoders = {f.name: _decoder_for(hints.get(f.name, Any)) for f in fields}
+        self.defaults: dict[str, Callable[[], Any]] = {}
+        for f in fields:
+            if f.default is not dataclasses.MISSING:
+                self.defaults[f.name] = _constant(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                self.defaults[f.name] = f.default_factory
+
+    def encode(self, value: Any) -> dict[str, JsonValue]:
+        out: dict[str, JsonValue] = {}
+        for name, encoder in zip(self.names, self.encoders, strict=True):
+            try:
+                out[name] = encoder(getattr(value, name))
+            except TypeError as error:
+                raise TypeError(f"{self.cls.__name__}.{name}: {error}") from None
+        return out
+
+    def decode(self, data: Mapping[str, JsonValue], skip: frozenset[str] = frozenset()) -> Any:
+        values = self.decode_fields(data, skip)
+        obj = self.cls.__new__(self.cls)
+        for name, value in values.items():
+            object.__setattr__(obj, name, value)
+        return obj
+
+    def decode_fields(
+        self, data: Mapping[str, JsonValue], skip: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, decoder in self.decoders.items():
+            if name in skip:
+                continue
+            if name in data:
+                try:
+                    values[name] = decoder(data[name])
+                except DecodeFailure as failure:
+                    raise failure.at(name) from None
+            elif name in self.defaults:
+                values[name] = self.defaults[name]()
+            else:
+                raise DecodeFailure(
+                    "missing in the stored data and has no default "
+                    "(give the field a default, or register an upcaster)",
+                    name,
+                )
+        return values
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+_plans: dict[type, _Plan] = {}
+
+
+def _plan_for(cls: type) -> _Plan:
+    plan = _plans.get(cls)
+    if plan is None:
+        fields = [f for f in dataclasses.fields(cls) if f._field_type is dataclasses._FIELD]  # type: ignore[attr-defined]
+        plan = _Plan(cls, fields, _resolve_hints(cls, fields))
+        _plans[cls] = plan
+    return plan
+
+
+def _resolve_hints(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # noqa: BLE001 - fall back to resolving field by field
+        pass
+    hints: dict[str, Any] = {}
+    for f in fields:
+        annotation = f.type
+        if isinstance(annotation, str):
+            owner = next((k for k in cls.__mro__ if f.name in k.__dict__.get("__annotations__", {})),
+                         cls)
+            module = sys.modules.get(owner.__module__)
+            namespace = dict(vars(module)) if module else {}
+            try:
+                annotation = eval(annotation, namespace, dict(vars(owner)))  # noqa: S307
+            except Exception:  # noqa: BLE001 - unresolvable: treat as untyped
+                annotation = Any
+        hints[f.name] = annotation
+    return hints
+
+
+# ---------------------------------------------------------------- public value API
+
+
+def encode_value(value: Any, annotation: Any = Any) -> JsonValue:
+    """Encode ``value`` to JSON-compatible data, guided by ``annotation``."""
+    return _encoder_for(annotation)(value)
+
+
+def decode_value(data: JsonValue, annotation: Any = Any) -> Any:
+    """Decode JSON-compatible ``data`` made by :func:`encode_value` with the same annotation.
+
+    Raises :class:`DecodeFailure` when the data does not match the annotation.
+    """
+    return _decoder_for(annotation)(data)
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event as stored: its identity, its domain fields and its metadata.
+
+    ``data`` holds the event's own fields (and the CloudEvents ``data``
+    payload, under ``"data"``, when there is one); ``metadata`` holds the other
+    CloudEvents attributes that are set (source, subject, correlation id, …).
+    """
+
+    event_id: str
+    event_type: str
+    schema_version: int
+    timestamp: datetime
+    data: dict[str, JsonValue]
+    metadata: dict[str, JsonValue]
+
+
+class EventCodec:
+    """Encodes events to :class:`EncodedEvent` and decodes them back.
+
+    Decoding resolves the class through an :class:`EventRegistry` (the
+    default registry unless one is given).
+    """
+
+    def __init__(self, registry: EventRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else default_registry
+
+    def encode(self, event: Event) -> EncodedEvent:
+        """Split an event into its stored parts."""
+        plan = _plan_for(type(event))
+        try:
+            fields = plan.encode(event)
+        except TypeError as error:
+            raise TypeError(f"cannot encode event {event.type}: {error}") from None
+        data = {name: fields.pop(name) for name in list(fields) if name not in _ENVELOPE}
+        if event.data is not None:
+            data["data"] = fields["data"]
+        metadata = {name: fields[name] for name in METADATA_FIELDS if fields[name] is not None}
+        return EncodedEvent(
+            event_id=event.id,
+            event_type=event.type,
+            schema_version=int(getattr(type(event), "schema_version", 1)),
+            timestamp=event.timestamp,
+            data=data,
+            metadata=metadata,
+        )
+
+    def decode(
+        self,
+        encoded: EncodedEvent,
+        *,
+        stream_id: str | None = None,
+        version: int | None = None,
+        position: int | None = None,
+    ) -> Event:
+        """Rebuild the event; errors name the stream, version and type."""
+        cls = self.registry.resolve(
+            encoded.event_type, encoded.schema_version, stream_id=stream_id, version=version
+        )
+        try:
+            if type(encoded.data) is not dict or type(encoded.metadata) is not dict:
+                raise DecodeFailure("data and metadata must be JSON objects")
+            plan = _plan_for(cls)
+            values = plan.decode_fields(encoded.data, _DECODED_ELSEWHERE)
+            meta = encoded.metadata
+            for name in METADATA_FIELDS:
+                if name in meta:
+                    values[name] = plan.decoders[name](meta[name])
+                else:
+                    values[name] = plan.defaults[name]() if name != "specversion" else "1.0"
+            values["data"] = plan.decoders["data"](encoded.data.get("data"))
+        except DecodeFailure as failure:
+            raise EventDecodeError(
+                str(failure),
+                event_type=encoded.event_type,
+                stream_id=stream_id,
+                version=version,
+                position=position,
+            ) from None
+        timestamp = encoded.timestamp
+        if timestamp.tzinfo is None:
+            raise EventDecodeError(
+                "stored timestamp is not timezone-aware",
+                event_type=encoded.event_type,
+                stream_id=stream_id,
+                version=version,
+                position=position,
+            )
+        values["id"] = encoded.event_id
+        values["type"] = encoded.event_type
+        values["timestamp"] = timestamp
+        event = cls.__new__(cls)
+        for name, value in values.items():
+            object.__setattr__(event, name, value)
+        return event
+
+
+_ENVELOPE = frozenset(CLOUDEVENT_FIELDS)
+_DECODED_ELSEWHERE = frozenset(CLOUDEVENT_FIELDS)
+
+
+# ---------------------------------------------------------------- CloudEvents JSON
+
+
+def to_cloudevent(event: Event, codec: EventCodec | None = None) -> dict[str, JsonValue]:
+    """The event in the CloudEvents JSON format (structured mode).
+
+    The domain fields are the ``data`` object; correlation, causation and trace
+    ids are the extension attributes ``correlationid``, ``causationid`` and
+    ``traceid``; the schema version is ``schemaversion``.
+    """
+    encoded = (codec or EventCodec()).encode(event)
+    meta = encoded.metadata
+    out: dict[str, JsonValue] = {
+        "specversion": meta.get("specversion", "1.0"),
+        "id": encoded.event_id,
+        "source": meta.get("source", "orchestrix"),
+        "type": encoded.event_type,
+        "time": encoded.timestamp.isoformat(),
+        "datacontenttype": meta.get("datacontenttype") or "application/json",
+        "schemaversion": encoded.schema_version,
+        "data": encoded.data,
+    }
+    for attribute, name in _CE_OPTIONAL:
+        if meta.get(name) is not None:
+            out[attribute] = meta[name]
+    return out
+
+
+_CE_OPTIONAL = (
+    ("subject", "subject"),
+    ("dataschema", "dataschema"),
+    ("correlationid", "correlation_id"),
+    ("causationid", "causation_id"),
+    ("traceid", "trace_id"),
+)
+
+
+def from_cloudevent(cloudevent: Mapping[str, JsonValue], codec: EventCodec | None = None) -> Event:
+    """Rebuild an event from :func:`to_cloudevent`'s output."""
+    try:
+        metadata: dict[str, JsonValue] = {
+            "specversion": cloudevent.get("specversion", "1.0"),
+            "source": cloudevent.get("source", "orchestrix"),
+        }
+        if cloudevent.get("datacontenttype") not in (None, "application/json"):
+            metadata["datacontenttype"] = cloudevent["datacontenttype"]
+        for attribute, name in _CE_OPTIONAL:
+            if cloudevent.get(attribute) is not None:
+                metadata[name] = cloudevent[attribute]
+        encoded = EncodedEvent(
+            event_id=str(cloudevent["id"]),
+            event_type=str(cloudevent["type"]),
+            schema_version=int(cloudevent.get("schemaversion", 1)),
+            timestamp=datetime.fromisoformat(str(cloudevent["time"])),
+            data=dict(cloudevent.get("data") or {}),
+            metadata=metadata,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise EventDecodeError(f"not a valid CloudEvent: {error!r}") from None
+    return (codec or EventCodec()).decode(encoded)
+
+
+def message_fields(message: Message) -> dict[str, Any]:
+    """A message's fields as a dict (shallow: values are not copied)."""
+    return {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
