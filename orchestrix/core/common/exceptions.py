@@ -190,7 +190,9 @@ class EventDecodeError(OrchestrixError, ValueError):
             if value is not None
         ]
         super().__init__(
-            "cannot decode stored event" + (f" ({', '.join(where)})" if where else "") + f": {detail}"
+            "cannot decode stored event"
+            + (f" ({', '.join(where)})" if where else "")
+            + f": {detail}"
         )
 
 
@@ -202,7 +204,11 @@ class MissingUpcasterError(UpcastError):
     """The upcaster chain of an event type has a missing link."""
 
     def __init__(
-        self, event_type: str, from_version: int, target_version: int, chain: Sequence[tuple[int, int]]
+        self,
+        event_type: str,
+        from_version: int,
+        target_version: int,
+        chain: Sequence[tuple[int, int]],
     ) -> None:
         self.event_type = event_type
         self.from_version = from_version

@@ -330,7 +330,9 @@ class ObservabilityHooks:
     def record_handler_error(self, message_type: str, handler_name: str, error: str) -> None:
         """A message handler failed (the bus still raises the error)."""
         self._count(
-            "orchestrix.handlers.errors", 1.0, {"message_type": message_type, "handler": handler_name}
+            "orchestrix.handlers.errors",
+            1.0,
+            {"message_type": message_type, "handler": handler_name},
         )
         self._fire("handler_error", message_type, handler_name, error)
 
@@ -364,9 +366,7 @@ class ObservabilityHooks:
         self._count("orchestrix.sagas.failed", 1.0, {"saga_type": saga_type})
         self._fire("saga_failed", saga_type, saga_id, error)
 
-    def record_saga_step(
-        self, saga_type: str, step: str, duration: float, succeeded: bool
-    ) -> None:
+    def record_saga_step(self, saga_type: str, step: str, duration: float, succeeded: bool) -> None:
         """A saga step (or compensation) finished after ``duration`` seconds."""
         labels = {"saga_type": saga_type, "step": step, "outcome": "ok" if succeeded else "error"}
         self._observe("orchestrix.sagas.step_duration", duration, "s", labels)
@@ -386,7 +386,7 @@ class ObservabilityHooks:
 
     def start_event_store_operation(self, operation: str) -> TraceSpan:
         """A span around one event store operation (``save``, ``load``, …)."""
-        return self.start_span(f"event_store.{operation}", operation=operation)
+        return self.start_span(f"event_store.{operation}", store_operation=operation)
 
 
 _current = ObservabilityHooks()

@@ -112,7 +112,7 @@ class ExponentialBackoff(RetryPolicy):
             delay = self.max_delay
         delay = min(delay, self.max_delay)
         if self.jitter:
-            delay *= random.uniform(1 - JITTER_FRACTION, 1 + JITTER_FRACTION)  # noqa: S311
+            delay *= random.uniform(1 - JITTER_FRACTION, 1 + JITTER_FRACTION)
             delay = min(delay, self.max_delay)
         return delay
 

@@ -151,9 +151,7 @@ def check_save_arguments(
         or not isinstance(expected_version, int)
         or expected_version < 0
     ):
-        raise ValueError(
-            f"expected_version must be None or an int >= 0, got {expected_version!r}"
-        )
+        raise ValueError(f"expected_version must be None or an int >= 0, got {expected_version!r}")
     if isinstance(events, Event):
         raise TypeError("events must be a sequence of events; wrap a single event in a list")
     seen: set[str] = set()

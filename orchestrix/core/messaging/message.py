@@ -122,7 +122,8 @@ class Message:
 
     def correlated_with(self, cause: Message) -> Self:
         """Return a copy of this message marked as caused by ``cause``."""
-        return dataclasses.replace(self, **causal_fields(cause))
+        fields: dict[str, Any] = dict(causal_fields(cause))
+        return dataclasses.replace(self, **fields)
 
 
 def causal_fields(cause: Message) -> dict[str, str | None]:

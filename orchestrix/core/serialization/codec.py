@@ -22,8 +22,10 @@ validation rule added to the class later must not make history unreadable.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import enum
+import inspect
 import math
 import sys
 import types
@@ -41,10 +43,12 @@ from orchestrix.core.serialization.registry import EventRegistry, default_regist
 
 __all__ = [
     "TAG",
+    "DataclassCodec",
     "DecodeFailure",
     "EncodedEvent",
     "EventCodec",
     "JsonValue",
+    "dataclass_codec",
     "decode_value",
     "encode_value",
     "from_cloudevent",
@@ -75,8 +79,10 @@ class DecodeFailure(ValueError):
 
     def at(self, segment: str) -> DecodeFailure:
         """The same failure, one level further out."""
-        path = f"{segment}.{self.path}" if self.path and not self.path.startswith("[") else (
-            f"{segment}{self.path}"
+        path = (
+            f"{segment}.{self.path}"
+            if self.path and not self.path.startswith("[")
+            else (f"{segment}{self.path}")
         )
         return DecodeFailure(self.detail, path)
 
@@ -143,9 +149,7 @@ def _encode_tagged(value: Any) -> JsonValue:
     if isinstance(value, Mapping):
         return _encode_tagged(dict(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _encode_tagged(
-            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        )
+        return _encode_tagged({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     raise TypeError(
         f"cannot encode a value of type {kind.__qualname__} as JSON; use JSON types, "
         "Decimal, UUID, date/time types, enums or dataclasses"
@@ -228,7 +232,7 @@ def _encode_plain(value: Any) -> JsonValue:
     if isinstance(value, bool | int | str):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plan_for(type(value)).encode(value)
+        return dataclass_codec(type(value)).encode(value)
     if isinstance(value, list | tuple | set | frozenset):
         return [_encode_plain(v) for v in value]
     if isinstance(value, Mapping):
@@ -291,7 +295,7 @@ def _decode_float(data: JsonValue) -> float:
 
 def _decode_none(data: JsonValue) -> None:
     if data is None:
-        return None
+        return
     raise _fail("null", data)
 
 
@@ -392,10 +396,8 @@ def _encoder_for(annotation: Any) -> _Encoder:
     except (KeyError, TypeError):
         pass
     encoder = _build_encoder(_unwrap(annotation))
-    try:
+    with contextlib.suppress(TypeError):  # an unhashable annotation is just not cached
         _encoder_cache[annotation] = encoder
-    except TypeError:  # an unhashable annotation: fine, just not cached
-        pass
     return encoder
 
 
@@ -405,10 +407,8 @@ def _decoder_for(annotation: Any) -> _Decoder:
     except (KeyError, TypeError):
         pass
     decoder = _build_decoder(_unwrap(annotation))
-    try:
+    with contextlib.suppress(TypeError):
         _decoder_cache[annotation] = decoder
-    except TypeError:
-        pass
     return decoder
 
 
@@ -443,8 +443,10 @@ def _build_encoder(annotation: Any) -> _Encoder:
         value_encoder = _encoder_for(args[1]) if len(args) == 2 else _encode_tagged
         return lambda v: {_encode_key(k): value_encoder(x) for k, x in v.items()}
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        plan = _plan_for(annotation)
-        return lambda v: plan.encode(v) if type(v) is annotation else _encode_plain(v)
+        # Looked up at call time: a dataclass may refer to itself (a tree of nodes).
+        return lambda v: (
+            dataclass_codec(annotation).encode(v) if type(v) is annotation else _encode_plain(v)
+        )
     return _encode_plain
 
 
@@ -472,8 +474,14 @@ def _union_encoder(members: list[Any]) -> _Encoder:
 def _is_sequence_origin(origin: Any) -> bool:
     import collections.abc as abc
 
-    return origin in (abc.Sequence, abc.MutableSequence, abc.Iterable, abc.Collection, abc.Set,
-                      abc.MutableSet)
+    return origin in (
+        abc.Sequence,
+        abc.MutableSequence,
+        abc.Iterable,
+        abc.Collection,
+        abc.Set,
+        abc.MutableSet,
+    )
 
 
 def _is_mapping_origin(origin: Any) -> bool:
@@ -510,8 +518,10 @@ def _build_decoder(annotation: Any) -> _Decoder:
             def decode_fixed_tuple(data: JsonValue) -> tuple[Any, ...]:
                 if type(data) is not list or len(data) != len(item_decoders):
                     raise _fail(f"a list of {len(item_decoders)} items", data)
-                return tuple(_decode_item(dec, item, i) for i, (dec, item) in
-                             enumerate(zip(item_decoders, data, strict=True)))
+                return tuple(
+                    _decode_item(dec, item, i)
+                    for i, (dec, item) in enumerate(zip(item_decoders, data, strict=True))
+                )
 
             return decode_fixed_tuple
         item = _decoder_for(args[0]) if args else _decode_tagged
@@ -552,12 +562,11 @@ def _build_decoder(annotation: Any) -> _Decoder:
         if issubclass(annotation, enum.Enum):
             return _enum_decoder(annotation)
         if dataclasses.is_dataclass(annotation):
-            plan = _plan_for(annotation)
 
             def decode_dataclass(data: JsonValue) -> Any:
                 if type(data) is not dict:
                     raise _fail(f"an object for {annotation.__name__}", data)
-                return plan.decode(data)
+                return dataclass_codec(annotation).decode(data)
 
             return decode_dataclass
         for base, decoder in _SCALAR_DECODERS.items():
@@ -645,8 +654,8 @@ def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
 # ---------------------------------------------------------------- dataclasses
 
 
-class _Plan:
-    """How to encode and decode one dataclass, computed once per class."""
+class DataclassCodec:
+    """How to encode and decode one dataclass, computed once per class (see dataclass_codec)."""
 
     __slots__ = ("cls", "decoders", "defaults", "encoders", "names")
 
@@ -673,7 +682,8 @@ class _Plan:
 
     def decode(self, data: Mapping[str, JsonValue], skip: frozenset[str] = frozenset()) -> Any:
         values = self.decode_fields(data, skip)
-        obj = self.cls.__new__(self.cls)
+        cls: Any = self.cls
+        obj = cls.__new__(cls)
         for name, value in values.items():
             object.__setattr__(obj, name, value)
         return obj
@@ -705,14 +715,15 @@ def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-_plans: dict[type, _Plan] = {}
+_plans: dict[type, DataclassCodec] = {}
 
 
-def _plan_for(cls: type) -> _Plan:
+def dataclass_codec(cls: type) -> DataclassCodec:
+    """The (cached) codec of a dataclass: ``encode(obj)`` and ``decode_fields(data)``."""
     plan = _plans.get(cls)
     if plan is None:
         fields = [f for f in dataclasses.fields(cls) if f._field_type is dataclasses._FIELD]  # type: ignore[attr-defined]
-        plan = _Plan(cls, fields, _resolve_hints(cls, fields))
+        plan = DataclassCodec(cls, fields, _resolve_hints(cls, fields))
         _plans[cls] = plan
     return plan
 
@@ -720,19 +731,18 @@ def _plan_for(cls: type) -> _Plan:
 def _resolve_hints(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls, include_extras=True)
-    except Exception:  # noqa: BLE001 - fall back to resolving field by field
+    except Exception:
         pass
     hints: dict[str, Any] = {}
     for f in fields:
         annotation = f.type
         if isinstance(annotation, str):
-            owner = next((k for k in cls.__mro__ if f.name in k.__dict__.get("__annotations__", {})),
-                         cls)
+            owner = next((k for k in cls.__mro__ if f.name in inspect.get_annotations(k)), cls)
             module = sys.modules.get(owner.__module__)
             namespace = dict(vars(module)) if module else {}
             try:
-                annotation = eval(annotation, namespace, dict(vars(owner)))  # noqa: S307
-            except Exception:  # noqa: BLE001 - unresolvable: treat as untyped
+                annotation = eval(annotation, namespace, dict(vars(owner)))
+            except Exception:
                 annotation = Any
         hints[f.name] = annotation
     return hints
@@ -786,7 +796,7 @@ class EventCodec:
 
     def encode(self, event: Event) -> EncodedEvent:
         """Split an event into its stored parts."""
-        plan = _plan_for(type(event))
+        plan = dataclass_codec(type(event))
         try:
             fields = plan.encode(event)
         except TypeError as error:
@@ -819,7 +829,7 @@ class EventCodec:
         try:
             if type(encoded.data) is not dict or type(encoded.metadata) is not dict:
                 raise DecodeFailure("data and metadata must be JSON objects")
-            plan = _plan_for(cls)
+            plan = dataclass_codec(cls)
             values = plan.decode_fields(encoded.data, _DECODED_ELSEWHERE)
             meta = encoded.metadata
             for name in METADATA_FIELDS:
