@@ -374,7 +374,7 @@ class ObservabilityHooks:
 
     # -- tracing ------------------------------------------------------------
 
-    def start_span(self, operation: str, **attributes: Any) -> TraceSpan:
+    def start_span(self, operation: str, /, **attributes: Any) -> TraceSpan:
         """Start a span with the tracing provider, never raising."""
         try:
             span = self.tracing.start_span(operation)
@@ -386,7 +386,7 @@ class ObservabilityHooks:
 
     def start_event_store_operation(self, operation: str) -> TraceSpan:
         """A span around one event store operation (``save``, ``load``, …)."""
-        return self.start_span(f"event_store.{operation}", store_operation=operation)
+        return self.start_span(f"event_store.{operation}", operation=operation)
 
 
 _current = ObservabilityHooks()
