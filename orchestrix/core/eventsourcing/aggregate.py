@@ -222,7 +222,12 @@ class AggregateRepository(Generic[T]):
         if not events:
             return
         store = cast(EventStore, self.event_store)
-        store.save(aggregate.aggregate_id, events, expected_version=expected)
+        store.save(
+            aggregate.aggregate_id,
+            events,
+            expected_version=expected,
+            **_type_label(store, aggregate),
+        )
         aggregate.mark_events_committed()
         if self._snapshot_due(expected, aggregate.version):
             save_snapshot = getattr(store, "save_snapshot", None)
@@ -251,7 +256,14 @@ class AggregateRepository(Generic[T]):
         if not events:
             return
         store: Any = self.event_store
-        await _maybe_await(store.save(aggregate.aggregate_id, events, expected_version=expected))
+        await _maybe_await(
+            store.save(
+                aggregate.aggregate_id,
+                events,
+                expected_version=expected,
+                **_type_label(store, aggregate),
+            )
+        )
         aggregate.mark_events_committed()
         if self._snapshot_due(expected, aggregate.version):
             saver = getattr(store, "save_snapshot_async", None) or getattr(
@@ -316,6 +328,13 @@ class AggregateRepository(Generic[T]):
     def _snapshot_due(self, before: int, after: int) -> bool:
         every = self.snapshot_every
         return every is not None and before // every != after // every
+
+
+def _type_label(store: object, aggregate: AggregateRoot) -> dict[str, str]:
+    """``aggregate_type=`` for stores that label streams (``accepts_aggregate_type``)."""
+    if getattr(store, "accepts_aggregate_type", False):
+        return {"aggregate_type": type(aggregate).__name__}
+    return {}
 
 
 async def _maybe_await(value: Any) -> Any:

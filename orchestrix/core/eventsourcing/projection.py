@@ -1,0 +1,909 @@
+"""Projections: read models built from the event log, with a durable checkpoint.
+
+A :class:`ProjectionEngine` routes events to the handlers registered with
+:meth:`~ProjectionEngine.on` and remembers, in a :class:`ProjectionState`
+kept by a state store, how far it got (``last_processed_position``)::
+
+    state_store = InMemoryProjectionStateStore()
+    engine = ProjectionEngine("order-summary", state_store)
+
+    @engine.on(OrderCreated)
+    async def on_order_created(event: OrderCreated) -> None:
+        order_totals[event.order_id] = event.total_amount
+
+    await engine.initialize()
+    await engine.process_events(events)
+
+Positions and idempotency
+-------------------------
+Events are given either as :class:`~orchestrix.core.eventsourcing.event_store.StoredEvent`
+(from the global log: they carry their ``position``) or as plain events.
+
+* A ``StoredEvent`` whose position is ``<=`` the checkpoint is skipped: a
+  re-delivered batch, or an older event arriving late, does nothing. Positions
+  may have gaps; they must only grow (the global log guarantees it).
+* A plain event gets position ``checkpoint + 1``. It is skipped when its id is
+  the checkpoint's ``last_processed_event_id`` (survives restarts) or among
+  the ids of the last ``dedupe_window`` events this engine processed (kept in
+  memory only). Feed one projection either stored or plain events, not both:
+  the positions of plain events are counters, not log positions.
+
+Events that no handler wants still advance the checkpoint (so the lag
+reaches zero). A handler registered for a class also receives instances of
+its subclasses; a handler registered for a string receives events whose
+``type`` equals it; an event's handlers run one after the other in
+registration order (a function registered under two matching keys runs once).
+
+Failures
+--------
+A failing handler is retried with ``retry_policy`` (default: no retry). The
+retry is per handler: handlers of the event that already succeeded are not
+run again by it. When the policy gives up, the state becomes unhealthy
+(``error_count + 1``, ``last_error``), the failure is logged and reported to
+observability, and then, by ``on_failure``:
+
+* ``"stop"`` (default): the checkpoint stays *before* the failing event, the
+  state is saved and :class:`~orchestrix.core.common.exceptions.HandlerError`
+  is raised; the rest of the batch is not processed. The next run starts with
+  the failing event again (all of its handlers run again: handlers must be
+  idempotent, or made transactional by overriding :meth:`ProjectionEngine.invoke_handler`).
+  The first event applied afterwards makes the state healthy again; an
+  operator may instead pass over the event with :meth:`ProjectionEngine.skip_event`.
+* ``"park"`` (needs ``dead_letters``): the event is parked in the dead-letter
+  queue under the source ``f"projection:{projection_id}"``, the checkpoint
+  moves past it, the state is saved and the batch goes on. The projection
+  stays unhealthy for as long as it has parked letters (its read model lacks
+  those events): health is re-checked at the end of each call and after
+  :meth:`ProjectionEngine.retry_dead_letter` (which re-runs all the event's
+  handlers once), and comes back once every letter of this projection is
+  retried or discarded. The queue may be a sync ``DeadLetterQueue`` or an
+  ``AsyncDeadLetterQueue``. A reset discards the projection's parked letters.
+
+Persistence of the checkpoint
+-----------------------------
+The checkpoint is never saved ahead of the handlers: the state is saved after
+the handlers of an event returned, never before. :meth:`~ProjectionEngine.handle_event`
+saves after each event. :meth:`~ProjectionEngine.process_events` saves every
+``checkpoint_every`` applied events (default 1: after each one), at the end of
+the batch, on a failure, after a parked event, and when the batch is cut short
+by another error. Delivery is therefore at least once: a crash between a
+handler's effect and the next save re-delivers the events since the last save
+(at most one with the default). Set ``checkpoint_every=None`` (once per batch)
+when the caller commits the read model and the checkpoint in one transaction:
+then a crash rolls both back and nothing is applied twice. Such a runner
+should catch ``HandlerError`` *inside* its transaction (so the events applied
+before the failure and the unhealthy state commit together, with a savepoint
+per handler attempt via :meth:`ProjectionEngine.invoke_handler`), and call
+:meth:`ProjectionEngine.initialize` after any rollback, since the engine's
+in-memory state is then ahead of the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import enum
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
+
+from orchestrix.core.common.exceptions import HandlerError
+from orchestrix.core.common.observability import (
+    ObservabilityHooks,
+    TraceSpan,
+    TracingProvider,
+    get_observability,
+)
+from orchestrix.core.common.retry import NoRetry, RetryPolicy, retry_async
+from orchestrix.core.eventsourcing.event_store import StoredEvent
+from orchestrix.core.messaging import dead_letter as dead_letter_module
+from orchestrix.core.messaging.dead_letter import (
+    AnyDeadLetterQueue,
+    DeadLetter,
+    DeadLetterNotFoundError,
+    describe_error_type,
+)
+from orchestrix.core.messaging.message import Event, Message
+
+__all__ = [
+    "AsyncProjectionStateStore",
+    "InMemoryProjectionStateStore",
+    "ProjectionEngine",
+    "ProjectionState",
+    "ProjectionStateStore",
+]
+
+_logger = logging.getLogger(__name__)
+
+_H = TypeVar("_H", bound=Callable[..., Any])
+_R = TypeVar("_R", bound=Callable[[], Any])
+_T = TypeVar("_T")
+
+#: How many recently processed event ids an engine remembers (plain events only).
+DEFAULT_DEDUPE_WINDOW = 10_000
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectionState:
+    """Where a projection stands: its checkpoint and its health.
+
+    ``last_processed_position`` is the checkpoint (0: nothing processed);
+    ``last_processed_event_id`` is the id of the event at it. ``error_count``
+    counts handler failures since the last reset (it never goes down on
+    success); ``last_error`` describes the latest one and is kept after the
+    projection recovers. ``events_processed`` counts the events that moved the
+    checkpoint since the last reset (parked and skipped events excluded).
+    """
+
+    projection_id: str
+    last_processed_event_id: str | None = None
+    last_processed_position: int = 0
+    updated_at: datetime = field(default_factory=_utc_now)
+    error_count: int = 0
+    is_healthy: bool = True
+    last_error: str | None = None
+    events_processed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.projection_id, str) or not self.projection_id:
+            raise ValueError(
+                f"projection_id must be a non-empty string, got {self.projection_id!r}"
+            )
+        for name in ("last_processed_position", "error_count", "events_processed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        stamp = self.updated_at
+        if not isinstance(stamp, datetime):
+            raise TypeError(f"updated_at must be a datetime, got {stamp!r}")
+        if stamp.tzinfo is None or stamp.utcoffset() is None:
+            raise ValueError(f"updated_at must be timezone-aware, got naive {stamp}")
+        if stamp.utcoffset():
+            object.__setattr__(self, "updated_at", stamp.astimezone(UTC))
+
+
+@runtime_checkable
+class ProjectionStateStore(Protocol):
+    """Keeps one :class:`ProjectionState` per projection id (synchronous)."""
+
+    def load_state(self, projection_id: str) -> ProjectionState | None:
+        """The saved state of ``projection_id``, or None."""
+        ...
+
+    def save_state(self, state: ProjectionState) -> None:
+        """Store ``state``, replacing the saved state of its projection."""
+        ...
+
+    def delete_state(self, projection_id: str) -> None:
+        """Forget ``projection_id``'s state (nothing happens when there is none)."""
+        ...
+
+
+@runtime_checkable
+class AsyncProjectionStateStore(Protocol):
+    """The asynchronous twin of :class:`ProjectionStateStore` (same method names)."""
+
+    async def load_state(self, projection_id: str) -> ProjectionState | None:
+        """The saved state of ``projection_id``, or None."""
+        ...
+
+    async def save_state(self, state: ProjectionState) -> None:
+        """Store ``state``, replacing the saved state of its projection."""
+        ...
+
+    async def delete_state(self, projection_id: str) -> None:
+        """Forget ``projection_id``'s state (nothing happens when there is none)."""
+        ...
+
+
+class InMemoryProjectionStateStore:
+    """Projection states in a dict: the reference :class:`ProjectionStateStore`. Thread-safe.
+
+    States are immutable, so they are stored and returned as they are.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[str, ProjectionState] = {}
+        self._lock = threading.Lock()
+
+    def load_state(self, projection_id: str) -> ProjectionState | None:
+        """The saved state of ``projection_id``, or None."""
+        with self._lock:
+            return self._states.get(projection_id)
+
+    def save_state(self, state: ProjectionState) -> None:
+        """Store ``state``, replacing the saved state of its projection."""
+        if not isinstance(state, ProjectionState):
+            raise TypeError(f"expected a ProjectionState, got {type(state).__name__}")
+        with self._lock:
+            self._states[state.projection_id] = state
+
+    def delete_state(self, projection_id: str) -> None:
+        """Forget ``projection_id``'s state (nothing happens when there is none)."""
+        with self._lock:
+            self._states.pop(projection_id, None)
+
+    def projection_ids(self) -> list[str]:
+        """The ids of every stored state, sorted."""
+        with self._lock:
+            return sorted(self._states)
+
+
+# ---------------------------------------------------------------- engine internals
+
+
+EventKey = type[Event] | str
+
+
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    key: EventKey
+    handler: Callable[[Any], Any]
+    name: str
+
+
+class _Outcome(enum.Enum):
+    APPLIED = "applied"
+    SKIPPED = "skipped"
+    PARKED = "parked"
+
+
+class _Failure(NamedTuple):
+    registration: _Registration
+    error: Exception
+    attempts: int
+
+
+def _callable_name(function: Callable[..., Any]) -> str:
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    if name is None:
+        return repr(function)
+    module = getattr(function, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
+async def _settle(value: Awaitable[_T] | _T) -> _T:
+    """``value``, awaited first when it is awaitable (sync or async stores and queues)."""
+    if inspect.isawaitable(value):
+        return cast(_T, await value)
+    return value
+
+
+def _unpack(item: Event | StoredEvent) -> tuple[Event, int | None, str | None, int | None]:
+    if isinstance(item, StoredEvent):
+        return item.event, item.position, item.stream_id, item.version
+    if isinstance(item, Event):
+        return item, None, None, None
+    raise TypeError(f"a projection processes Event or StoredEvent objects, got {item!r}")
+
+
+# ---------------------------------------------------------------- engine
+
+
+class ProjectionEngine:
+    """Builds a read model from events, remembering its checkpoint in a state store.
+
+    ``state_store`` may be a :class:`ProjectionStateStore` or an
+    :class:`AsyncProjectionStateStore`. ``tracing``, when given, receives a
+    span per batch and per event. Keyword-only options:
+
+    * ``observability``: where errors and progress are reported (default: the
+      process-wide hooks of :func:`get_observability`, looked up at each report);
+    * ``retry_policy``: how often a failing handler is retried (default: never);
+    * ``dead_letters`` and ``on_failure`` (``"stop"`` or ``"park"``): what
+      happens to an event whose handler keeps failing (see the module docs);
+    * ``checkpoint_every``: save the state after this many applied events
+      within :meth:`process_events` (None: once per batch);
+    * ``dedupe_window``: how many plain-event ids are remembered to skip duplicates.
+
+    One engine advances its projection one call at a time: concurrent calls on
+    the same engine (from one event loop: an engine is not shared between
+    threads) wait for each other.
+    """
+
+    def __init__(
+        self,
+        projection_id: str,
+        state_store: ProjectionStateStore | AsyncProjectionStateStore,
+        tracing: TracingProvider | None = None,
+        *,
+        observability: ObservabilityHooks | None = None,
+        retry_policy: RetryPolicy | None = None,
+        dead_letters: AnyDeadLetterQueue | None = None,
+        on_failure: Literal["stop", "park"] = "stop",
+        checkpoint_every: int | None = 1,
+        dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+    ) -> None:
+        if not isinstance(projection_id, str) or not projection_id:
+            raise ValueError(f"projection_id must be a non-empty string, got {projection_id!r}")
+        if on_failure not in ("stop", "park"):
+            raise ValueError(f"on_failure must be 'stop' or 'park', got {on_failure!r}")
+        if on_failure == "park" and dead_letters is None:
+            raise ValueError("on_failure='park' needs a dead-letter queue (dead_letters=...)")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
+        if dedupe_window < 0:
+            raise ValueError(f"dedupe_window must be >= 0, got {dedupe_window}")
+        self.projection_id = projection_id
+        self.state_store = state_store
+        self.tracing = tracing
+        self.retry_policy: RetryPolicy = retry_policy if retry_policy is not None else NoRetry()
+        self.dead_letters = dead_letters
+        self.on_failure: Literal["stop", "park"] = on_failure
+        self.checkpoint_every = checkpoint_every
+        self.dedupe_window = dedupe_window
+        self._observability = observability
+        self._registrations: list[_Registration] = []
+        self._reset_hooks: list[Callable[[], Any]] = []
+        self._routes: dict[tuple[type[Event], str], tuple[_Registration, ...]] = {}
+        self._state: ProjectionState | None = None
+        self._dirty = False
+        self._recent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._lock_owner: asyncio.Task[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ProjectionEngine {self.projection_id!r}>"
+
+    # -- registration -------------------------------------------------------
+
+    def on(self, event_type: EventKey) -> Callable[[_H], _H]:
+        """Decorator: run the function for each event of ``event_type``.
+
+        ``event_type`` is an event class (its subclasses match too) or a
+        ``type`` string. The function takes the event and may be a coroutine
+        function. Several functions may handle one type; they run in
+        registration order. The function is returned unchanged.
+        """
+        if isinstance(event_type, str):
+            if not event_type:
+                raise ValueError("on() needs a non-empty event type string")
+        elif not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TypeError(f"on() takes an Event subclass or a type string, got {event_type!r}")
+
+        def register(handler: _H) -> _H:
+            if not callable(handler):
+                raise TypeError(f"a projection handler must be callable, got {handler!r}")
+            self._registrations.append(_Registration(event_type, handler, _callable_name(handler)))
+            self._routes.clear()
+            return handler
+
+        return register
+
+    def on_reset(self, hook: _R) -> _R:
+        """Decorator: call ``hook()`` (sync or async) to clear the read model on reset/replay.
+
+        Hooks run in registration order, before the checkpoint is reset.
+        """
+        if not callable(hook):
+            raise TypeError(f"a reset hook must be callable, got {hook!r}")
+        self._reset_hooks.append(hook)
+        return hook
+
+    def handled_types(self) -> tuple[EventKey, ...]:
+        """The registered event classes and type strings, in registration order, once each."""
+        return tuple(dict.fromkeys(registration.key for registration in self._registrations))
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def dead_letter_source(self) -> str:
+        """The ``source`` of this projection's dead letters: ``projection:<id>``."""
+        return f"projection:{self.projection_id}"
+
+    @property
+    def observability(self) -> ObservabilityHooks:
+        """The hooks this engine reports to."""
+        return self._observability if self._observability is not None else get_observability()
+
+    def get_state(self) -> ProjectionState:
+        """The current state (a fresh, unsaved one until :meth:`initialize` loaded it)."""
+        if self._state is None:
+            return ProjectionState(projection_id=self.projection_id)
+        return self._state
+
+    def is_healthy(self) -> bool:
+        """Whether the last failure, if any, has been resolved (see the module docs)."""
+        return self.get_state().is_healthy
+
+    def lag(self, head_position: int) -> int:
+        """How many positions the checkpoint is behind ``head_position`` (never negative).
+
+        Also sets the gauge ``orchestrix.projections.lag``.
+        """
+        lag = max(0, head_position - self.get_state().last_processed_position)
+        self.observability.gauge(
+            "orchestrix.projections.lag", float(lag), {"projection": self.projection_id}
+        )
+        return lag
+
+    async def initialize(self) -> ProjectionState:
+        """Load the saved state, creating (and saving) a fresh one if there is none.
+
+        The other async methods call it on first use; calling it again reloads.
+        """
+        async with self._exclusive():
+            await self._load()
+            return self.get_state()
+
+    # -- processing ---------------------------------------------------------
+
+    async def handle_event(self, event: Event | StoredEvent) -> bool:
+        """Process one event and save the state. Returns whether its handlers were applied.
+
+        False means it was skipped (already processed) or parked.
+        """
+        async with self._exclusive():
+            await self._ensure_loaded()
+            outcome = await self._process_one(event, None)
+            if self._dirty:
+                await self._save()
+            if outcome is _Outcome.APPLIED:
+                state = self.get_state()
+                self.observability.record_projection_processed(
+                    self.projection_id, 1, state.last_processed_position
+                )
+            await self._settle_health()
+            return outcome is _Outcome.APPLIED
+
+    async def process_events(self, events: Iterable[Event | StoredEvent]) -> int:
+        """Process a batch in order; returns how many events moved the checkpoint.
+
+        Skipped and parked events are not counted. Raises
+        :class:`~orchestrix.core.common.exceptions.HandlerError` on a failure
+        with ``on_failure="stop"`` (the events before it stay applied and saved).
+        """
+        async with self._exclusive():
+            await self._ensure_loaded()
+            return await self._process_batch(events, "projection.process_events")
+
+    async def replay(self, events: Iterable[Event | StoredEvent]) -> int:
+        """Rebuild from scratch: :meth:`reset`, then process ``events``."""
+        async with self._exclusive():
+            await self._ensure_loaded()
+            await self._reset()
+            return await self._process_batch(events, "projection.replay")
+
+    async def reset(self) -> None:
+        """Clear the read model (the ``on_reset`` hooks) and the checkpoint.
+
+        The state starts afresh (position 0, healthy, counters at 0) and is
+        saved; this projection's parked dead letters are discarded, because
+        the replay that follows offers their events again. If a hook fails,
+        the state is marked unhealthy with the error and the error is raised:
+        the read model is then half cleared, so reset again.
+        """
+        async with self._exclusive():
+            await self._ensure_loaded()
+            await self._reset()
+
+    async def retry_dead_letter(self, dead_letter_id: str) -> None:
+        """Run the handlers of a parked event of this projection again, once each.
+
+        On success the letter is marked retried (and the projection becomes
+        healthy if it was its last parked letter); on failure the letter stays
+        parked with the new error and ``attempts + 1``, and
+        :class:`~orchestrix.core.common.exceptions.HandlerError` is raised.
+        The checkpoint does not move: it is already past the event.
+        """
+        queue = self.dead_letters
+        if queue is None:
+            raise ValueError(f"{self!r} has no dead-letter queue")
+        async with self._exclusive():
+            await self._ensure_loaded()
+            letter: DeadLetter | None = await _settle(queue.get(dead_letter_id))
+            if letter is None:
+                raise DeadLetterNotFoundError(dead_letter_id)
+            if letter.source != self.dead_letter_source:
+                raise ValueError(
+                    f"dead letter {dead_letter_id!r} belongs to {letter.source!r}, "
+                    f"not to {self.dead_letter_source!r}"
+                )
+            failed: list[_Registration] = []
+
+            async def reapply(message: Message) -> None:
+                if not isinstance(message, Event):
+                    raise TypeError(f"a projection handles events, got {type(message).__name__}")
+                for registration in self._handlers_for(message):
+                    failed[:] = [registration]
+                    await self.invoke_handler(registration.handler, message)
+                failed.clear()
+
+            with self._span("projection.retry_dead_letter", None, dead_letter_id=dead_letter_id):
+                try:
+                    await dead_letter_module.retry_async(queue, dead_letter_id, reapply)
+                except Exception as error:
+                    if not failed:
+                        raise  # not a handler failure (unknown id, wrong status, ...)
+                    self._record_failure(
+                        f"retry of dead letter {dead_letter_id} failed in {failed[0].name}: "
+                        f"{describe_error_type(error)}: {error}",
+                        error,
+                    )
+                    await self._save()
+                    raise HandlerError(letter.message_type, failed[0].name, error) from error
+            state = self.get_state()
+            self._state = dataclasses.replace(
+                state, events_processed=state.events_processed + 1, updated_at=_utc_now()
+            )
+            await self._save()
+            await self._settle_health()
+
+    async def skip_event(self, event: Event | StoredEvent) -> bool:
+        """Move the checkpoint past ``event`` without running its handlers.
+
+        An operator's decision for the event a stopped projection fails on
+        (the admin's "skip"): its effects will be missing from the read model.
+        Returns False when the event is already behind the checkpoint. With
+        ``on_failure="stop"`` the projection becomes healthy again; ``last_error``
+        and ``error_count`` are kept, and the skip is logged as a warning.
+        """
+        async with self._exclusive():
+            await self._ensure_loaded()
+            unpacked, log_position, _stream_id, _version = _unpack(event)
+            position = self._next_position(unpacked, log_position)
+            if position is None:
+                return False
+            self._advance(unpacked, position, applied=False)
+            if self.on_failure == "stop":
+                self._state = dataclasses.replace(self.get_state(), is_healthy=True)
+            await self._save()
+            _logger.warning(
+                "projection %s skipped %s %s at position %s without applying it",
+                self.projection_id,
+                unpacked.type,
+                unpacked.id,
+                position,
+            )
+            await self._settle_health()
+            return True
+
+    async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:
+        """Call one handler with one event, awaiting it if it returns an awaitable.
+
+        Each attempt of the retry policy is one call. Override to wrap each
+        attempt, e.g. in a database savepoint so a failed attempt leaves no
+        partial writes.
+        """
+        result = handler(event)
+        if inspect.isawaitable(result):
+            await result
+
+    # -- internals: the unit of work -----------------------------------------
+
+    async def _process_batch(self, events: Iterable[Event | StoredEvent], operation: str) -> int:
+        applied = 0
+        since_save = 0
+        with self._span(operation, None, projection_id=self.projection_id) as span:
+            try:
+                for item in events:
+                    outcome = await self._process_one(item, span)
+                    if outcome is _Outcome.APPLIED:
+                        applied += 1
+                        since_save += 1
+                        if (
+                            self.checkpoint_every is not None
+                            and since_save >= self.checkpoint_every
+                        ):
+                            await self._save()
+                            since_save = 0
+            except HandlerError:
+                raise  # the failure path saved the state already
+            except Exception:
+                # Whatever stopped the batch (a broken iterator, ...), the events
+                # applied so far are applied: keep their checkpoint.
+                if self._dirty:
+                    await self._save_quietly()
+                raise
+            finally:
+                state = self.get_state()
+                if applied:
+                    self.observability.record_projection_processed(
+                        self.projection_id, applied, state.last_processed_position
+                    )
+                if span is not None:
+                    span.set_attribute("applied", applied)
+                    span.set_attribute("position", state.last_processed_position)
+            if self._dirty:
+                await self._save()
+            await self._settle_health()
+        return applied
+
+    def _next_position(self, event: Event, log_position: int | None) -> int | None:
+        """The position ``event`` would move the checkpoint to, or None if it was processed."""
+        state = self.get_state()
+        if log_position is None:
+            if event.id == state.last_processed_event_id or event.id in self._recent_ids:
+                return None
+            return state.last_processed_position + 1
+        if log_position <= state.last_processed_position:
+            return None
+        return log_position
+
+    async def _process_one(self, item: Event | StoredEvent, parent: TraceSpan | None) -> _Outcome:
+        event, log_position, stream_id, version = _unpack(item)
+        position = self._next_position(event, log_position)
+        if position is None:
+            return _Outcome.SKIPPED
+        with self._span(
+            "projection.handle_event",
+            parent,
+            projection_id=self.projection_id,
+            event_type=event.type,
+            event_id=event.id,
+            position=position,
+        ) as span:
+            failure = await self._apply(event)
+            if failure is None:
+                self._advance(event, position, applied=True)
+                if span is not None:
+                    span.set_attribute("outcome", _Outcome.APPLIED.value)
+                return _Outcome.APPLIED
+            if span is not None:
+                span.record_error(failure.error)
+            outcome = await self._fail(event, position, log_position, stream_id, version, failure)
+            if span is not None:
+                span.set_attribute("outcome", outcome.value)
+            return outcome
+
+    async def _apply(self, event: Event) -> _Failure | None:
+        for registration in self._handlers_for(event):
+            failure = await self._call_with_retry(registration, event)
+            if failure is not None:
+                return failure
+        return None
+
+    async def _call_with_retry(self, registration: _Registration, event: Event) -> _Failure | None:
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            await self.invoke_handler(registration.handler, event)
+
+        try:
+            await retry_async(attempt, policy=self.retry_policy)
+        except Exception as error:
+            return _Failure(registration, error, attempts)
+        return None
+
+    async def _fail(
+        self,
+        event: Event,
+        position: int,
+        log_position: int | None,
+        stream_id: str | None,
+        version: int | None,
+        failure: _Failure,
+    ) -> _Outcome:
+        registration, error, attempts = failure
+        where = f"position {position}" + (f" ({stream_id} v{version})" if stream_id else "")
+        description = (
+            f"{registration.name} failed on {event.type} {event.id} at {where} after "
+            f"{attempts} attempt(s): {describe_error_type(error)}: {error}"
+        )
+        self._record_failure(description, error)
+        if self.on_failure == "park" and self.dead_letters is not None:
+            try:
+                await _settle(
+                    self.dead_letters.park(
+                        event,
+                        error,
+                        source=self.dead_letter_source,
+                        attempts=attempts,
+                        position=log_position,
+                        stream_id=stream_id,
+                        version=version,
+                        handler=registration.name,
+                    )
+                )
+            except Exception as park_error:
+                # Could not park: the event must not be passed over, so stop.
+                _logger.exception("projection %s could not park the event", self.projection_id)
+                state = self.get_state()
+                self._state = dataclasses.replace(
+                    state,
+                    last_error=f"{description} (parking failed: "
+                    f"{describe_error_type(park_error)}: {park_error})",
+                )
+            else:
+                self._advance(event, position, applied=False)
+                await self._save()
+                return _Outcome.PARKED
+        await self._save()
+        raise HandlerError(event.type, registration.name, error) from error
+
+    def _record_failure(self, description: str, error: Exception) -> None:
+        state = self.get_state()
+        self._state = dataclasses.replace(
+            state,
+            error_count=state.error_count + 1,
+            is_healthy=False,
+            last_error=description,
+            updated_at=_utc_now(),
+        )
+        self._dirty = True
+        _logger.error("projection %s: %s", self.projection_id, description, exc_info=error)
+        self.observability.record_projection_error(self.projection_id, description)
+
+    def _advance(self, event: Event, position: int, *, applied: bool) -> None:
+        state = self.get_state()
+        # With "stop" the failing event is the first one retried, so success
+        # means recovery; with "park" health waits for the parked letters.
+        healthy = True if applied and self.on_failure == "stop" else state.is_healthy
+        self._state = dataclasses.replace(
+            state,
+            last_processed_position=position,
+            last_processed_event_id=event.id,
+            updated_at=_utc_now(),
+            events_processed=state.events_processed + (1 if applied else 0),
+            is_healthy=healthy,
+        )
+        self._dirty = True
+        if self.dedupe_window:
+            self._recent_ids[event.id] = None
+            if len(self._recent_ids) > self.dedupe_window:
+                self._recent_ids.popitem(last=False)
+
+    def _handlers_for(self, event: Event) -> tuple[_Registration, ...]:
+        key = (type(event), event.type)
+        routes = self._routes.get(key)
+        if routes is None:
+            chosen: dict[int, _Registration] = {}
+            for registration in self._registrations:
+                wanted = registration.key
+                matches = (
+                    event.type == wanted if isinstance(wanted, str) else isinstance(event, wanted)
+                )
+                # A function registered under two matching keys runs once.
+                if matches and id(registration.handler) not in chosen:
+                    chosen[id(registration.handler)] = registration
+            routes = self._routes[key] = tuple(chosen.values())
+        return routes
+
+    async def _reset(self) -> None:
+        for hook in self._reset_hooks:
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                self._record_failure(
+                    f"reset failed in {_callable_name(hook)}: "
+                    f"{describe_error_type(error)}: {error}",
+                    error,
+                )
+                await self._save()
+                raise
+        self._recent_ids.clear()
+        self._state = ProjectionState(projection_id=self.projection_id)
+        self._dirty = True
+        await self._save()
+        _logger.info("projection %s reset", self.projection_id)
+        queue = self.dead_letters
+        if queue is not None:
+            letters: list[DeadLetter] = await _settle(queue.list(source=self.dead_letter_source))
+            for letter in letters:
+                await _settle(queue.discard(letter.id))
+
+    async def _settle_health(self) -> None:
+        """With ``park``, become healthy again once no letter of this projection is parked."""
+        state = self.get_state()
+        if state.is_healthy or self.on_failure != "park" or self.dead_letters is None:
+            return
+        parked: int = await _settle(self.dead_letters.count(source=self.dead_letter_source))
+        if parked == 0:
+            self._state = dataclasses.replace(state, is_healthy=True, updated_at=_utc_now())
+            self._dirty = True
+            await self._save()
+
+    # -- internals: the state store -----------------------------------------
+
+    async def _ensure_loaded(self) -> None:
+        if self._state is None:
+            await self._load()
+
+    async def _load(self) -> None:
+        result = self.state_store.load_state(self.projection_id)
+        if inspect.isawaitable(result):
+            result = await result
+        loaded: ProjectionState | None = result
+        if loaded is None:
+            self._state = ProjectionState(projection_id=self.projection_id)
+            self._dirty = True
+            await self._save()
+        else:
+            if loaded.projection_id != self.projection_id:
+                raise ValueError(
+                    f"the state store returned the state of {loaded.projection_id!r} "
+                    f"for {self.projection_id!r}"
+                )
+            current = self._state
+            if (
+                current is not None
+                and loaded.last_processed_position < current.last_processed_position
+            ):
+                # Someone reset the checkpoint behind our back: the ids we
+                # remember are no longer "processed".
+                self._recent_ids.clear()
+            self._state = loaded
+            self._dirty = False
+        await self._settle_health()
+
+    async def _save(self) -> None:
+        result = self.state_store.save_state(self.get_state())
+        if inspect.isawaitable(result):
+            await result
+        self._dirty = False
+
+    async def _save_quietly(self) -> None:
+        try:
+            await self._save()
+        except Exception:
+            _logger.exception("projection %s could not save its state", self.projection_id)
+
+    # -- internals: concurrency and tracing -----------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Serialise the engine's operations (within one event loop)."""
+        task = asyncio.current_task()
+        if task is not None and task is self._lock_owner:
+            raise RuntimeError(
+                f"{self!r} was called from inside its own handler or reset hook; "
+                "a projection cannot process events re-entrantly"
+            )
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            # asyncio locks belong to one loop; tests and sync callers run
+            # the engine under successive asyncio.run() loops.
+            self._lock = asyncio.Lock()
+            self._lock_loop = loop
+        async with self._lock:
+            self._lock_owner = task
+            try:
+                yield
+            finally:
+                self._lock_owner = None
+
+    @contextlib.contextmanager
+    def _span(
+        self, operation: str, parent: TraceSpan | None, **attributes: Any
+    ) -> Iterator[TraceSpan | None]:
+        tracing = self.tracing
+        if tracing is None:
+            yield None
+            return
+        try:
+            span = tracing.start_span(operation)
+        except Exception:
+            _logger.exception("tracing provider failed to start %s", operation)
+            span = TraceSpan(operation=operation)
+        if parent is not None:
+            span.parent_span_id = parent.span_id
+            span.trace_id = parent.trace_id
+        span.attributes.update(attributes)
+        try:
+            yield span
+        except BaseException as error:
+            span.record_error(error)
+            raise
+        finally:
+            try:
+                span.end()
+            except Exception:
+                _logger.exception("tracing provider failed to end %s", operation)

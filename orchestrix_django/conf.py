@@ -1,0 +1,138 @@
+"""Settings for Orchestrix, read from the ``ORCHESTRIX`` dict in Django settings.
+
+Usage (the pattern Django REST framework made familiar)::
+
+    from orchestrix_django.conf import orchestrix_settings
+    orchestrix_settings.DATABASE
+
+Every key has a default (see :data:`DEFAULTS`); dotted paths in
+:data:`IMPORT_STRINGS` are imported on first access; unknown keys are
+reported by the system check ``orchestrix.E003`` and raise on access. Nothing
+is read at import time, and the settings reload when a test overrides
+``ORCHESTRIX``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+__all__ = [
+    "DEFAULTS",
+    "IMPORT_STRINGS",
+    "OrchestrixSettings",
+    "orchestrix_settings",
+    "perform_import",
+]
+
+DEFAULTS: dict[str, Any] = {
+    # The database alias the event store and the framework's tables use.
+    "DATABASE": "default",
+    # Modules to import at start-up so that their Event classes are registered
+    # (a worker must know every stored event type to decode it).
+    "EVENT_MODULES": [],
+    # The registry stored events are decoded through.
+    "EVENT_REGISTRY": "orchestrix.core.serialization.registry.default_registry",
+    # An UpcasterRegistry instance (dotted path), or None for no upcasting.
+    "UPCASTERS": None,
+    # ObservabilityHooks instance (dotted path); None uses the process-wide hooks.
+    "OBSERVABILITY": None,
+    # Rows per INSERT statement when one save carries many events.
+    "INSERT_BATCH_SIZE": 500,
+    # Rows fetched per round trip when a read streams a long stream or the log.
+    "READ_CHUNK_SIZE": 2000,
+    # Upper bound of one read_all() page.
+    "MAX_READ_ALL_LIMIT": 10000,
+}
+
+#: Settings whose values are dotted import paths (or lists of them).
+IMPORT_STRINGS: frozenset[str] = frozenset({"EVENT_REGISTRY", "UPCASTERS", "OBSERVABILITY"})
+
+
+def perform_import(value: Any, setting_name: str) -> Any:
+    """Import a dotted path (or each of a list of them); other values pass through."""
+    if isinstance(value, str):
+        return import_from_string(value, setting_name)
+    if isinstance(value, list | tuple):
+        return [
+            import_from_string(item, setting_name) if isinstance(item, str) else item
+            for item in value
+        ]
+    return value
+
+
+def import_from_string(path: str, setting_name: str) -> Any:
+    """Import ``package.module.attribute``, with an error that names the setting."""
+    module_path, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_path)
+        return getattr(module, attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ImproperlyConfigured(
+            f"ORCHESTRIX[{setting_name!r}]: could not import {path!r}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
+class OrchestrixSettings:
+    """Lazy, validated access to the ``ORCHESTRIX`` settings dict."""
+
+    def __init__(
+        self,
+        user_settings: dict[str, Any] | None = None,
+        defaults: dict[str, Any] | None = None,
+        import_strings: Iterable[str] | None = None,
+    ) -> None:
+        self._user_settings = user_settings
+        self.defaults = defaults if defaults is not None else DEFAULTS
+        self.import_strings = frozenset(
+            import_strings if import_strings is not None else IMPORT_STRINGS
+        )
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        """The project's ``ORCHESTRIX`` dict (empty when it has none)."""
+        if self._user_settings is None:
+            from django.conf import settings
+
+            value = getattr(settings, "ORCHESTRIX", {})
+            if not isinstance(value, dict):
+                raise ImproperlyConfigured("settings.ORCHESTRIX must be a dict")
+            self._user_settings = value
+        return self._user_settings
+
+    def unknown_keys(self) -> list[str]:
+        """Keys of ``ORCHESTRIX`` this version does not know (typos, usually)."""
+        return sorted(key for key in self.user_settings if key not in self.defaults)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self.defaults:
+            raise AttributeError(f"invalid Orchestrix setting: {name!r}")
+        value = self.user_settings.get(name, self.defaults[name])
+        if name in self.import_strings:
+            value = perform_import(value, name)
+        self._cached.add(name)
+        setattr(self, name, value)
+        return value
+
+    def reload(self) -> None:
+        """Forget cached values (after the Django settings changed)."""
+        for name in self._cached:
+            delattr(self, name)
+        self._cached.clear()
+        self._user_settings = None
+
+
+orchestrix_settings = OrchestrixSettings()
+
+
+@receiver(setting_changed)
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "ORCHESTRIX":
+        orchestrix_settings.reload()

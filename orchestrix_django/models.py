@@ -1,0 +1,187 @@
+"""Django models behind the event store, snapshots, projections, sagas and dead letters.
+
+The event table is the source of truth and is append-only (on PostgreSQL a
+trigger refuses UPDATE and DELETE); everything else can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+__all__ = [
+    "AppendLock",
+    "DeadLetterRecord",
+    "EventRecord",
+    "ProjectionStateRecord",
+    "SagaStateRecord",
+    "SnapshotRecord",
+    "StreamRecord",
+]
+
+
+class EventRecord(models.Model):
+    """One stored event: a row of the global log and of its stream.
+
+    ``position`` orders the whole log (commit-safe: see the store), ``version``
+    orders the stream (1, 2, 3, …); ``data`` holds the event's own fields and
+    ``metadata`` its other CloudEvents attributes.
+    """
+
+    position = models.BigAutoField(primary_key=True)
+    stream_id = models.CharField(max_length=255)
+    version = models.PositiveBigIntegerField()
+    event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=255, db_index=True)
+    schema_version = models.PositiveIntegerField(default=1)
+    data = models.JSONField()
+    metadata = models.JSONField(default=dict)
+    timestamp = models.DateTimeField(db_index=True)
+    correlation_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    causation_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "orchestrix_event"
+        ordering = ["position"]
+        verbose_name = "event"
+        constraints = [
+            # Optimistic locking, enforced by the database: two writers cannot
+            # both append version N of one stream.
+            models.UniqueConstraint(
+                fields=["stream_id", "version"], name="orchestrix_event_stream_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}@{self.version} {self.event_type}"
+
+
+class StreamRecord(models.Model):
+    """A summary row per stream, kept up to date on append (cheap stream lists)."""
+
+    stream_id = models.CharField(max_length=255, primary_key=True)
+    aggregate_type = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    version = models.PositiveBigIntegerField(default=0)
+    first_position = models.BigIntegerField(default=0)
+    last_position = models.BigIntegerField(default=0, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "orchestrix_stream"
+        ordering = ["-updated_at"]
+        verbose_name = "stream"
+
+    def __str__(self) -> str:
+        return self.stream_id
+
+
+class SnapshotRecord(models.Model):
+    """The latest snapshot of an aggregate (a cache: safe to delete)."""
+
+    aggregate_id = models.CharField(max_length=255, primary_key=True)
+    aggregate_type = models.CharField(max_length=255)
+    version = models.PositiveBigIntegerField()
+    state = models.JSONField()
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        db_table = "orchestrix_snapshot"
+        verbose_name = "snapshot"
+
+    def __str__(self) -> str:
+        return f"{self.aggregate_type} {self.aggregate_id}@{self.version}"
+
+
+class AppendLock(models.Model):
+    """A single row that appends lock on databases without advisory locks.
+
+    Holding its row lock from the insert to the commit makes commits happen
+    in position order, so readers of the global log never skip an event.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    appends = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        db_table = "orchestrix_append_lock"
+
+
+class ProjectionStateRecord(models.Model):
+    """The checkpoint and health of one projection."""
+
+    projection_id = models.CharField(max_length=255, primary_key=True)
+    last_processed_event_id = models.CharField(max_length=255, null=True, blank=True)
+    last_processed_position = models.BigIntegerField(default=0)
+    events_processed = models.BigIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    is_healthy = models.BooleanField(default=True)
+    last_error = models.TextField(null=True, blank=True)
+    paused = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "orchestrix_projection_state"
+        verbose_name = "projection"
+
+    def __str__(self) -> str:
+        return self.projection_id
+
+
+class SagaStateRecord(models.Model):
+    """The persisted state of one saga, with its step history."""
+
+    saga_id = models.CharField(max_length=255, primary_key=True)
+    saga_type = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=32, db_index=True)
+    current_step = models.CharField(max_length=255, null=True, blank=True)
+    steps = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    error = models.TextField(null=True, blank=True)
+    correlation_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    causation_id = models.CharField(max_length=255, null=True, blank=True)
+    trace_id = models.CharField(max_length=255, null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "orchestrix_saga_state"
+        verbose_name = "saga"
+        indexes = [models.Index(fields=["saga_type", "status"], name="orchestrix_saga_type_status")]
+
+    def __str__(self) -> str:
+        return f"{self.saga_type} {self.saga_id}"
+
+
+class DeadLetterRecord(models.Model):
+    """A message that could not be handled, parked for an operator."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    source = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=16, db_index=True)
+    message_type = models.CharField(max_length=255)
+    message_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    payload = models.JSONField(default=dict)
+    reason = models.TextField()
+    error_type = models.CharField(max_length=255)
+    traceback = models.TextField(blank=True, default="")
+    handler = models.CharField(max_length=255, null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    position = models.BigIntegerField(null=True, blank=True)
+    stream_id = models.CharField(max_length=255, null=True, blank=True)
+    version = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "orchestrix_dead_letter"
+        verbose_name = "dead letter"
+        indexes = [
+            models.Index(fields=["source", "status", "created_at"], name="orchestrix_dl_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message_type} ({self.status})"

@@ -1,0 +1,532 @@
+"""The Django event store: the core ``EventStore`` protocols on Django models.
+
+``DjangoEventStore`` (sync) and ``DjangoAsyncEventStore`` (async) store events
+in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
+
+* **Optimistic locking by the database.** A unique constraint on
+  ``(stream_id, version)`` makes two racing writers yield exactly one winner;
+  the loser gets :class:`ConcurrencyError`, never an ``IntegrityError``.
+* **All or nothing.** The events of one save are inserted in one transaction
+  (a savepoint inside an outer ``atomic`` block), in batches of
+  ``INSERT_BATCH_SIZE`` rows per statement, not one round trip per event.
+* **Idempotent retries.** A save whose events are all stored already, in this
+  stream at the same versions, stores nothing and succeeds.
+* **A global log that never loses an event.** Appends take a transaction-scoped
+  lock right before their insert (``pg_advisory_xact_lock`` on PostgreSQL, a
+  row lock on MySQL/MariaDB, the database write lock on SQLite), so
+  transactions commit in the order of the positions they took and a reader of
+  :meth:`DjangoEventStore.read_all` can never see position 42 before 41.
+  The lock is held until the surrounding transaction commits: append late in
+  long transactions (``ATOMIC_REQUESTS``) to keep writers flowing.
+* **Events come back as their classes**, decoded through the event registry
+  and upcast to the latest schema version; undecodable rows raise
+  :class:`EventDecodeError` naming the stream, version and type.
+
+``events_committed`` (see :mod:`orchestrix_django.signals`) is sent after the
+commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Max
+
+from orchestrix.core.common.exceptions import ConcurrencyError, DuplicateEventError
+from orchestrix.core.common.observability import ObservabilityHooks, get_observability
+from orchestrix.core.eventsourcing.event_store import StoredEvent, check_save_arguments
+from orchestrix.core.eventsourcing.snapshot import Snapshot
+from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
+from orchestrix.core.messaging.message import Event
+from orchestrix.core.serialization.codec import EncodedEvent, EventCodec
+from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord
+from orchestrix_django.signals import events_committed
+
+__all__ = ["DjangoAsyncEventStore", "DjangoEventStore"]
+
+#: The key of the PostgreSQL advisory lock that orders appends ("orchestr").
+APPEND_LOCK_KEY = 0x6F72636865737472
+
+_ROW_FIELDS = (
+    "position",
+    "stream_id",
+    "version",
+    "event_id",
+    "event_type",
+    "schema_version",
+    "timestamp",
+    "data",
+    "metadata",
+)
+
+
+class DjangoEventStore:
+    """A synchronous event store on the Django ORM (see the module docs).
+
+    Every argument defaults to the ``ORCHESTRIX`` settings: ``using`` the
+    database alias, ``registry`` the event registry decoding goes through,
+    ``upcasters`` the upcaster registry applied on every read.
+    """
+
+    #: The repository passes ``aggregate_type`` to stores that say they take it.
+    accepts_aggregate_type = True
+
+    def __init__(
+        self,
+        using: str | None = None,
+        *,
+        registry: EventRegistry | None = None,
+        upcasters: UpcasterRegistry | None = None,
+        observability: ObservabilityHooks | None = None,
+        insert_batch_size: int | None = None,
+    ) -> None:
+        self._using = using
+        self._registry = registry
+        self._upcasters = upcasters
+        self._observability = observability
+        self._insert_batch_size = insert_batch_size
+        self._codec: EventCodec | None = None
+
+    # -- configuration, resolved lazily so that settings are never read at import
+
+    @property
+    def using(self) -> str:
+        """The database alias."""
+        return self._using or str(orchestrix_settings.DATABASE)
+
+    @property
+    def codec(self) -> EventCodec:
+        """The codec events are encoded and decoded with."""
+        if self._codec is None:
+            registry = self._registry or orchestrix_settings.EVENT_REGISTRY
+            self._codec = EventCodec(registry)
+        return self._codec
+
+    @property
+    def upcasters(self) -> UpcasterRegistry | None:
+        """The upcaster registry applied on reads (None: no upcasting)."""
+        if self._upcasters is not None:
+            return self._upcasters
+        configured: UpcasterRegistry | None = orchestrix_settings.UPCASTERS
+        return configured
+
+    @property
+    def hooks(self) -> ObservabilityHooks:
+        """Where the store reports what it does."""
+        configured = self._observability or orchestrix_settings.OBSERVABILITY
+        return configured if configured is not None else get_observability()
+
+    # -- writing ----------------------------------------------------------------
+
+    def save(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int | None = None,
+        *,
+        aggregate_type: str | None = None,
+    ) -> None:
+        """Append ``events`` to ``aggregate_id`` if it is at ``expected_version``.
+
+        ``aggregate_type`` (given by the repository) labels the stream in the
+        admin and the API.
+        """
+        check_save_arguments(aggregate_id, events, expected_version)
+        if not events:
+            return
+        codec = self.codec
+        encoded = [codec.encode(event) for event in events]  # fails before touching the database
+        hooks = self.hooks
+        with hooks.start_event_store_operation("save") as span:
+            span.set_attribute("aggregate_id", aggregate_id)
+            span.set_attribute("count", len(events))
+            stored = self._append(aggregate_id, events, encoded, expected_version, aggregate_type)
+        if stored:
+            hooks.record_events_stored(aggregate_id, stored[0].version, len(stored))
+
+    def _append(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        encoded: list[EncodedEvent],
+        expected_version: int | None,
+        aggregate_type: str | None,
+    ) -> list[StoredEvent]:
+        using = self.using
+        connection = connections[using]
+        ids = [e.event_id for e in encoded]
+        try:
+            with transaction.atomic(using=using):
+                if connection.vendor == "sqlite":
+                    # Take SQLite's write lock first: a read before the first
+                    # write would make a concurrent writer fail at once.
+                    self._lock_appends(connection)
+                current = self._check_before_insert(aggregate_id, ids, expected_version)
+                if current is None:
+                    return []  # a retried save: everything is stored already
+                if connection.vendor != "sqlite":
+                    self._lock_appends(connection)
+                records = self._insert(aggregate_id, events, encoded, current, using)
+                self._update_stream(aggregate_id, records, aggregate_type, using)
+                stored = [
+                    StoredEvent(r.position, aggregate_id, r.version, e)
+                    for r, e in zip(records, events, strict=True)
+                ]
+                transaction.on_commit(
+                    lambda: events_committed.send(
+                        sender=type(self), stream_id=aggregate_id, events=stored, using=using
+                    ),
+                    using=using,
+                )
+                return stored
+        except IntegrityError:
+            # Another writer won the race for these versions (or stored these
+            # ids) between our check and our insert: say what happened.
+            current = self._check_before_insert(aggregate_id, ids, None)
+            if current is None:
+                return []
+            raise ConcurrencyError(
+                aggregate_id,
+                expected_version if expected_version is not None else current,
+                current,
+                "another writer appended first",
+            ) from None
+
+    def _check_before_insert(
+        self, aggregate_id: str, ids: list[str], expected_version: int | None
+    ) -> int | None:
+        """The stream's version, or None when the save is a retry of a stored save."""
+        using = self.using
+        known = list(
+            EventRecord.objects.using(using)
+            .filter(event_id__in=ids)
+            .values_list("event_id", "stream_id", "version")
+        )
+        if known:
+            by_id = {event_id: (stream, version) for event_id, stream, version in known}
+            if len(by_id) == len(ids) and all(by_id[i][0] == aggregate_id for i in ids):
+                first = by_id[ids[0]][1]
+                if [by_id[i][1] for i in ids] == list(range(first, first + len(ids))):
+                    return None
+            raise DuplicateEventError(
+                aggregate_id,
+                sorted(by_id),
+                "they are stored elsewhere or only part of this save is",
+            )
+        current = self.stream_version(aggregate_id)
+        if expected_version is not None and expected_version != current:
+            raise ConcurrencyError(aggregate_id, expected_version, current)
+        return current
+
+    @staticmethod
+    def _lock_appends(connection: Any) -> None:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK_KEY])
+                return
+            table = connection.ops.quote_name(AppendLock._meta.db_table)
+            cursor.execute(f"UPDATE {table} SET appends = appends + 1 WHERE id = 1")
+            if cursor.rowcount == 0:
+                # The lock row is made by a migration; recreate it if someone removed it.
+                AppendLock.objects.using(connection.alias).get_or_create(id=1)
+                cursor.execute(f"UPDATE {table} SET appends = appends + 1 WHERE id = 1")
+
+    def _insert(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        encoded: list[EncodedEvent],
+        current: int,
+        using: str,
+    ) -> list[EventRecord]:
+        records = [
+            EventRecord(
+                stream_id=aggregate_id,
+                version=current + index,
+                event_id=item.event_id,
+                event_type=item.event_type,
+                schema_version=item.schema_version,
+                data=item.data,
+                metadata=item.metadata,
+                timestamp=item.timestamp,
+                correlation_id=event.correlation_id,
+                causation_id=event.causation_id,
+            )
+            for index, (event, item) in enumerate(zip(events, encoded, strict=True), start=1)
+        ]
+        batch_size = self._insert_batch_size or int(orchestrix_settings.INSERT_BATCH_SIZE)
+        manager = EventRecord.objects.using(using)
+        manager.bulk_create(records, batch_size=batch_size)
+        if records[0].position is None:
+            # Backends that can't return ids from a bulk insert (MySQL).
+            positions = dict(
+                manager.filter(stream_id=aggregate_id, version__gt=current).values_list(
+                    "version", "position"
+                )
+            )
+            for record in records:
+                record.position = positions[record.version]
+        return records
+
+    @staticmethod
+    def _update_stream(
+        aggregate_id: str, records: list[EventRecord], aggregate_type: str | None, using: str
+    ) -> None:
+        last = records[-1]
+        now = last.recorded_at
+        update = ["version", "last_position", "updated_at"]
+        if aggregate_type:
+            update.append("aggregate_type")
+        # MySQL's ON DUPLICATE KEY UPDATE takes no conflict target.
+        target = (
+            ["stream_id"]
+            if connections[using].features.supports_update_conflicts_with_target
+            else None
+        )
+        StreamRecord.objects.using(using).bulk_create(
+            [
+                StreamRecord(
+                    stream_id=aggregate_id,
+                    aggregate_type=aggregate_type or "",
+                    version=last.version,
+                    first_position=records[0].position,
+                    last_position=last.position,
+                    created_at=now,
+                    updated_at=now,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=target,
+            update_fields=update,
+        )
+
+    # -- reading ------------------------------------------------------------------
+
+    def stream_version(self, aggregate_id: str) -> int:
+        """The number of events in the stream (0 if it does not exist)."""
+        version = (
+            EventRecord.objects.using(self.using)
+            .filter(stream_id=aggregate_id)
+            .aggregate(version=Max("version"))["version"]
+        )
+        return int(version or 0)
+
+    def load(self, aggregate_id: str, from_version: int = 0) -> list[Event]:
+        """The stream's events with version > ``from_version``, decoded and upcast."""
+        if from_version < 0:
+            raise ValueError(f"from_version must be >= 0, got {from_version}")
+        with self.hooks.start_event_store_operation("load") as span:
+            span.set_attribute("aggregate_id", aggregate_id)
+            events = [record.event for record in self.iter_stream(aggregate_id, from_version)]
+        self.hooks.record_event_loaded(aggregate_id, len(events))
+        return events
+
+    def iter_stream(self, aggregate_id: str, from_version: int = 0) -> Iterator[StoredEvent]:
+        """Stream the events of ``aggregate_id`` after ``from_version`` without
+        holding them all in memory (rows are fetched in chunks)."""
+        return self._iter_stream(aggregate_id, from_version, upcast=True)
+
+    def _iter_stream(
+        self, aggregate_id: str, from_version: int, *, upcast: bool
+    ) -> Iterator[StoredEvent]:
+        rows = (
+            EventRecord.objects.using(self.using)
+            .filter(stream_id=aggregate_id, version__gt=from_version)
+            .order_by("version")
+            .values_list(*_ROW_FIELDS)
+        )
+        chunk = int(orchestrix_settings.READ_CHUNK_SIZE)
+        for row in rows.iterator(chunk_size=chunk):
+            yield self._decode_row(row, upcast=upcast)
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Up to ``limit`` events of all streams with position > ``after_position``."""
+        return self._read_all(after_position, limit, upcast=True)
+
+    def _read_all(self, after_position: int, limit: int, *, upcast: bool) -> list[StoredEvent]:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        limit = min(limit, int(orchestrix_settings.MAX_READ_ALL_LIMIT))
+        rows = (
+            EventRecord.objects.using(self.using)
+            .filter(position__gt=max(after_position, 0))
+            .order_by("position")
+            .values_list(*_ROW_FIELDS)[:limit]
+        )
+        return [self._decode_row(row, upcast=upcast) for row in rows]
+
+    def head_position(self) -> int:
+        """The position of the newest stored event (0 when the log is empty)."""
+        head = EventRecord.objects.using(self.using).aggregate(head=Max("position"))["head"]
+        return int(head or 0)
+
+    def stream_ids(self) -> list[str]:
+        """Every stream id, oldest first."""
+        return list(
+            StreamRecord.objects.using(self.using)
+            .order_by("first_position")
+            .values_list("stream_id", flat=True)
+        )
+
+    def _decode_row(self, row: tuple[Any, ...], *, upcast: bool) -> StoredEvent:
+        position, stream_id, version, event_id, event_type, schema, timestamp, data, meta = row
+        event = self.codec.decode(
+            EncodedEvent(event_id, event_type, schema, timestamp, data, meta),
+            stream_id=stream_id,
+            version=version,
+            position=position,
+        )
+        upcasters = self.upcasters if upcast else None
+        if upcasters is not None:
+            event = upcasters.upcast_to_latest(event, self.codec.registry)
+        return StoredEvent(position, stream_id, version, event)
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` unless a newer one is stored; refuse one ahead of its stream."""
+        using = self.using
+        with transaction.atomic(using=using):
+            current = self.stream_version(snapshot.aggregate_id)
+            if snapshot.version > current:
+                raise ValueError(
+                    f"snapshot of {snapshot.aggregate_id!r} at version {snapshot.version} is "
+                    f"ahead of its stream (version {current})"
+                )
+            manager = SnapshotRecord.objects.using(using)
+            stored = manager.select_for_update().filter(pk=snapshot.aggregate_id).first()
+            if stored is not None and stored.version > snapshot.version:
+                return
+            values = {
+                "aggregate_type": snapshot.aggregate_type,
+                "version": snapshot.version,
+                "state": snapshot.state,
+                "timestamp": snapshot.timestamp,
+            }
+            if stored is None:
+                try:
+                    with transaction.atomic(using=using):
+                        manager.create(aggregate_id=snapshot.aggregate_id, **values)
+                except IntegrityError:
+                    # A concurrent first snapshot: keep the newer of the two.
+                    manager.filter(pk=snapshot.aggregate_id, version__lte=snapshot.version).update(
+                        **values
+                    )
+            else:
+                manager.filter(pk=snapshot.aggregate_id).update(**values)
+        self.hooks.record_snapshot_saved(snapshot.aggregate_id, snapshot.version)
+
+    def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
+        """The newest snapshot of ``aggregate_id``, or None."""
+        record = SnapshotRecord.objects.using(self.using).filter(pk=aggregate_id).first()
+        if record is None:
+            return None
+        self.hooks.record_snapshot_loaded(aggregate_id, record.version)
+        return Snapshot(
+            aggregate_id=record.aggregate_id,
+            aggregate_type=record.aggregate_type,
+            version=record.version,
+            state=record.state,
+            timestamp=_aware(record.timestamp),
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("Orchestrix needs USE_TZ = True (stored timestamps are naive)")
+    return moment
+
+
+class DjangoAsyncEventStore:
+    """The async twin of :class:`DjangoEventStore`.
+
+    Each call runs the synchronous store in Django's thread for sync code
+    (``sync_to_async``), so transactions and connections behave as in
+    synchronous Django.
+    """
+
+    accepts_aggregate_type = True
+
+    def __init__(
+        self,
+        using: str | None = None,
+        *,
+        registry: EventRegistry | None = None,
+        upcasters: UpcasterRegistry | None = None,
+        observability: ObservabilityHooks | None = None,
+        insert_batch_size: int | None = None,
+    ) -> None:
+        self.sync_store = DjangoEventStore(
+            using,
+            registry=registry,
+            upcasters=upcasters,
+            observability=observability,
+            insert_batch_size=insert_batch_size,
+        )
+
+    async def save(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int | None = None,
+        *,
+        aggregate_type: str | None = None,
+    ) -> None:
+        """Append ``events`` to ``aggregate_id`` if it is at ``expected_version``."""
+        await sync_to_async(self.sync_store.save)(
+            aggregate_id, events, expected_version, aggregate_type=aggregate_type
+        )
+
+    async def load(self, aggregate_id: str, from_version: int = 0) -> list[Event]:
+        """The stream's events with version > ``from_version``, decoded and upcast.
+
+        Upcasters run on the async path here, so ones that await I/O work.
+        """
+        if from_version < 0:
+            raise ValueError(f"from_version must be >= 0, got {from_version}")
+        records = await sync_to_async(self._load_raw)(aggregate_id, from_version)
+        return [await self._upcast(record.event) for record in records]
+
+    def _load_raw(self, aggregate_id: str, from_version: int) -> list[StoredEvent]:
+        store = self.sync_store
+        records = list(store._iter_stream(aggregate_id, from_version, upcast=False))
+        store.hooks.record_event_loaded(aggregate_id, len(records))
+        return records
+
+    async def _upcast(self, event: Event) -> Event:
+        upcasters = self.sync_store.upcasters
+        if upcasters is None:
+            return event
+        return await upcasters.upcast_to_latest_async(event, self.sync_store.codec.registry)
+
+    async def stream_version(self, aggregate_id: str) -> int:
+        """The number of events in the stream (0 if it does not exist)."""
+        return await sync_to_async(self.sync_store.stream_version)(aggregate_id)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Up to ``limit`` events of all streams with position > ``after_position``."""
+        records = await sync_to_async(self.sync_store._read_all)(
+            after_position, limit, upcast=False
+        )
+        return [
+            StoredEvent(r.position, r.stream_id, r.version, await self._upcast(r.event))
+            for r in records
+        ]
+
+    async def head_position(self) -> int:
+        """The position of the newest stored event (0 when the log is empty)."""
+        return await sync_to_async(self.sync_store.head_position)()
+
+    async def save_snapshot_async(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` unless a newer one is stored."""
+        await sync_to_async(self.sync_store.save_snapshot)(snapshot)
+
+    async def load_snapshot_async(self, aggregate_id: str) -> Snapshot | None:
+        """The newest snapshot of ``aggregate_id``, or None."""
+        return await sync_to_async(self.sync_store.load_snapshot)(aggregate_id)

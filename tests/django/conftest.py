@@ -1,0 +1,28 @@
+"""Fixtures of the Django tests; the database server must be reachable (never skipped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_server_reachable(django_db_blocker: Any) -> None:
+    """End the run at once, saying what to do, when the requested server is down."""
+    db = settings.DATABASES["default"]
+    if not db["ENGINE"].endswith("sqlite3"):
+        from django.db import connection
+
+        with django_db_blocker.unblock():
+            try:
+                connection.ensure_connection()
+            except Exception as error:
+                pytest.exit(
+                    f"cannot reach the {connection.vendor} server at {db['HOST']}:{db['PORT']} "
+                    f"({error}); start it, or leave it out of ORCHESTRIX_TEST_DATABASES",
+                    returncode=3,
+                )
+            finally:
+                connection.close()

@@ -1,0 +1,105 @@
+"""Django settings for the test suite.
+
+The database comes from ``ORCHESTRIX_TEST_DB`` (``sqlite`` by default,
+``postgresql`` or ``mysql``); ``scripts/test.sh`` runs the Django tests once
+per database listed in ``ORCHESTRIX_TEST_DATABASES``. Server addresses can be
+changed with ``ORCHESTRIX_PG_HOST``/``_PORT``/``_USER`` and
+``ORCHESTRIX_MYSQL_HOST``/``_PORT``/``_USER``/``_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+DB = os.environ.get("ORCHESTRIX_TEST_DB", "sqlite")
+
+SECRET_KEY = "orchestrix-tests-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "orchestrix_django",
+    "tests.django.testapp",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+ROOT_URLCONF = "tests.django.urls"
+
+if DB == "sqlite":
+    # A file, not memory: tests with several threads or processes need real
+    # connections to one database.
+    _path = os.path.join(tempfile.gettempdir(), f"orchestrix-test-{os.getpid()}.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _path,
+            "TEST": {"NAME": os.environ.get("ORCHESTRIX_TEST_DB_NAME", _path)},
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+elif DB == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            # An existing database to connect to; the tests use TEST.NAME.
+            "NAME": "postgres",
+            "USER": os.environ.get("ORCHESTRIX_PG_USER", "postgres"),
+            "HOST": os.environ.get("ORCHESTRIX_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("ORCHESTRIX_PG_PORT", "5432"),
+            "TEST": {"NAME": os.environ.get("ORCHESTRIX_TEST_DB_NAME", "test_orchestrix")},
+        }
+    }
+elif DB == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "mysql",
+            "USER": os.environ.get("ORCHESTRIX_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("ORCHESTRIX_MYSQL_PASSWORD", ""),
+            "HOST": os.environ.get("ORCHESTRIX_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("ORCHESTRIX_MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {
+                "NAME": os.environ.get("ORCHESTRIX_TEST_DB_NAME", "test_orchestrix"),
+                "CHARSET": "utf8mb4",
+                "COLLATION": "utf8mb4_bin",
+            },
+        }
+    }
+else:
+    raise RuntimeError(f"ORCHESTRIX_TEST_DB must be sqlite, postgresql or mysql, not {DB!r}")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+ORCHESTRIX = {
+    "EVENT_MODULES": ["tests.django.testapp.events"],
+}
