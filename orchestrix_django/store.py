@@ -163,15 +163,14 @@ class DjangoEventStore:
         ids = [e.event_id for e in encoded]
         try:
             with transaction.atomic(using=using):
-                if connection.vendor == "sqlite":
-                    # Take SQLite's write lock first: a read before the first
-                    # write would make a concurrent writer fail at once.
-                    self._lock_appends(connection)
+                # The lock comes first: appends then never interleave, so the
+                # version read below is still the stream's version at insert
+                # (and on SQLite a read before the first write would make a
+                # concurrent writer fail at once instead of waiting).
+                self._lock_appends(connection)
                 current = self._check_before_insert(aggregate_id, ids, expected_version)
                 if current is None:
                     return []  # a retried save: everything is stored already
-                if connection.vendor != "sqlite":
-                    self._lock_appends(connection)
                 records = self._insert(aggregate_id, events, encoded, current, using)
                 self._update_stream(aggregate_id, records, aggregate_type, using)
                 stored = [
@@ -186,8 +185,9 @@ class DjangoEventStore:
                 )
                 return stored
         except IntegrityError:
-            # Another writer won the race for these versions (or stored these
-            # ids) between our check and our insert: say what happened.
+            # Only a writer that bypasses the append lock (another tool, or a
+            # REPEATABLE READ snapshot taken before the lock) gets here: say
+            # what happened rather than leak the IntegrityError.
             current = self._check_before_insert(aggregate_id, ids, None)
             if current is None:
                 return []

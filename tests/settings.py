@@ -63,7 +63,8 @@ if DB == "sqlite":
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _path,
             "TEST": {"NAME": os.environ.get("ORCHESTRIX_TEST_DB_NAME", _path)},
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            # Django's default (deferred) transactions: the store must cope with them.
+            "OPTIONS": {"timeout": 30},
         }
     }
 elif DB == "postgresql":
@@ -97,6 +98,10 @@ elif DB == "mysql":
     }
 else:
     raise RuntimeError(f"ORCHESTRIX_TEST_DB must be sqlite, postgresql or mysql, not {DB!r}")
+
+# Worker processes started by the concurrency tests use the test database.
+if os.environ.get("ORCHESTRIX_WORKER_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["ORCHESTRIX_WORKER_DB_NAME"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
