@@ -88,7 +88,7 @@ def test_an_append_waits_for_the_open_append_before_it_so_readers_never_skip() -
                 store.save("gap-a", [deposit("gap-a")])
                 a_inserted.set()
                 assert release_a.wait(30)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
             a_inserted.set()
         finally:
@@ -97,7 +97,7 @@ def test_an_append_waits_for_the_open_append_before_it_so_readers_never_skip() -
     def writer_b() -> None:
         try:
             store.save("gap-b", [deposit("gap-b")])
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
         finally:
             b_done.set()
@@ -148,7 +148,7 @@ def test_many_writer_processes_and_a_live_reader_see_every_event_exactly_once() 
                     return
                 else:
                     time.sleep(0.002)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             reader_errors.append(error)
         finally:
             connections.close_all()
