@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 
 
 class OrchestrixConfig(AppConfig):
@@ -25,8 +26,19 @@ class OrchestrixConfig(AppConfig):
 
         post_migrate.connect(_ensure_append_lock_row, sender=self)
 
-        # Errors here surface as system check orchestrix.E004, with the setting named.
-        for module in orchestrix_settings.user_settings.get("EVENT_MODULES", []):
+        # Errors here surface as system checks with the setting named: E004 for a
+        # module that does not import, E006 for ORCHESTRIX or EVENT_MODULES of the
+        # wrong kind. Raising here instead would end start-up with a traceback
+        # (a string for EVENT_MODULES was imported character by character).
+        try:
+            modules = orchestrix_settings.user_settings.get("EVENT_MODULES", [])
+        except ImproperlyConfigured:
+            return
+        if not isinstance(modules, list | tuple):
+            return
+        for module in modules:
+            if not isinstance(module, str):
+                continue
             try:
                 importlib.import_module(module)
             except ImportError:
@@ -35,6 +47,17 @@ class OrchestrixConfig(AppConfig):
 
 def _ensure_append_lock_row(using: str = "default", **kwargs: Any) -> None:
     """Recreate the append lock row after ``migrate`` or ``flush`` (tests truncate it)."""
+    from django.db import connections, router
+
     from orchestrix_django.models import AppendLock
 
+    # post_migrate is sent after every migrate, also one that unapplied our
+    # migrations (`migrate orchestrix_django zero`), migrated only another app
+    # before ours, or ran on a database our tables are routed away from: only
+    # touch the table where it exists.
+    if not router.allow_migrate_model(using, AppendLock):
+        return
+    table = AppendLock._meta.db_table
+    if table not in connections[using].introspection.table_names():
+        return
     AppendLock.objects.using(using).get_or_create(id=1)

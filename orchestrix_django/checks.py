@@ -96,6 +96,11 @@ def _check_settings() -> list[CheckMessage]:
     modules = user.get("EVENT_MODULES", [])
     if not isinstance(modules, list | tuple) or not all(isinstance(m, str) for m in modules):
         errors.append(_bad_type("EVENT_MODULES", "a list of module paths", modules))
+    # A mistyped alias would otherwise only fail at the first save, in production.
+    database = user.get("DATABASE", DEFAULTS["DATABASE"])
+    if not isinstance(database, str) or database not in settings.DATABASES:
+        aliases = ", ".join(repr(alias) for alias in settings.DATABASES)
+        errors.append(_bad_type("DATABASE", f"an alias of DATABASES ({aliases})", database))
     for name in ("INSERT_BATCH_SIZE", "READ_CHUNK_SIZE", "MAX_READ_ALL_LIMIT"):
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -31,14 +31,14 @@ class EventRecord(models.Model):
     position = models.BigAutoField(primary_key=True)
     stream_id = models.CharField(max_length=255)
     version = models.PositiveBigIntegerField()
-    event_id = models.CharField(max_length=255, unique=True)
-    event_type = models.CharField(max_length=255, db_index=True)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=255)
     schema_version = models.PositiveIntegerField(default=1)
     data = models.JSONField()
     metadata = models.JSONField(default=dict)
-    timestamp = models.DateTimeField(db_index=True)
-    correlation_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
-    causation_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    timestamp = models.DateTimeField()
+    correlation_id = models.CharField(max_length=255, null=True, blank=True)
+    causation_id = models.CharField(max_length=255, null=True, blank=True)
     recorded_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -51,6 +51,17 @@ class EventRecord(models.Model):
             models.UniqueConstraint(
                 fields=["stream_id", "version"], name="orchestrix_event_stream_version"
             ),
+            # Makes a retried save detectable, and events findable by id.
+            models.UniqueConstraint(fields=["event_id"], name="orchestrix_event_id"),
+        ]
+        # Declared here, not with db_index=True: on PostgreSQL that would add a
+        # second "_like" index per text column, updated on every append for
+        # prefix searches nothing makes.
+        indexes = [
+            models.Index(fields=["event_type"], name="orchestrix_event_type"),
+            models.Index(fields=["timestamp"], name="orchestrix_event_timestamp"),
+            models.Index(fields=["correlation_id"], name="orchestrix_event_correlation"),
+            models.Index(fields=["causation_id"], name="orchestrix_event_causation"),
         ]
 
     def __str__(self) -> str:
@@ -61,17 +72,22 @@ class StreamRecord(models.Model):
     """A summary row per stream, kept up to date on append (cheap stream lists)."""
 
     stream_id = models.CharField(max_length=255, primary_key=True)
-    aggregate_type = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    aggregate_type = models.CharField(max_length=255, blank=True, default="")
     version = models.PositiveBigIntegerField(default=0)
     first_position = models.BigIntegerField(default=0)
-    last_position = models.BigIntegerField(default=0, db_index=True)
+    last_position = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = "orchestrix_stream"
         ordering = ["-updated_at"]
         verbose_name = "stream"
+        indexes = [
+            models.Index(fields=["aggregate_type"], name="orchestrix_stream_type"),
+            models.Index(fields=["last_position"], name="orchestrix_stream_last_pos"),
+            models.Index(fields=["updated_at"], name="orchestrix_stream_updated"),
+        ]
 
     def __str__(self) -> str:
         return self.stream_id
@@ -133,24 +149,30 @@ class SagaStateRecord(models.Model):
     """The persisted state of one saga, with its step history."""
 
     saga_id = models.CharField(max_length=255, primary_key=True)
-    saga_type = models.CharField(max_length=255, db_index=True)
-    status = models.CharField(max_length=32, db_index=True)
+    saga_type = models.CharField(max_length=255)
+    status = models.CharField(max_length=32)
     current_step = models.CharField(max_length=255, null=True, blank=True)
     steps = models.JSONField(default=list)
     kwargs = models.JSONField(default=dict)
     error = models.TextField(null=True, blank=True)
-    correlation_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    correlation_id = models.CharField(max_length=255, null=True, blank=True)
     causation_id = models.CharField(max_length=255, null=True, blank=True)
     trace_id = models.CharField(max_length=255, null=True, blank=True)
-    deadline = models.DateTimeField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(db_index=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     version = models.PositiveIntegerField(default=0)
 
     class Meta:
         db_table = "orchestrix_saga_state"
         verbose_name = "saga"
-        indexes = [models.Index(fields=["saga_type", "status"], name="orchestrix_saga_type_status")]
+        indexes = [
+            models.Index(fields=["saga_type", "status"], name="orchestrix_saga_type_status"),
+            models.Index(fields=["status", "created_at"], name="orchestrix_saga_status"),
+            models.Index(fields=["correlation_id"], name="orchestrix_saga_correlation"),
+            models.Index(fields=["deadline"], name="orchestrix_saga_deadline"),
+            models.Index(fields=["created_at"], name="orchestrix_saga_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.saga_type} {self.saga_id}"
@@ -160,10 +182,10 @@ class DeadLetterRecord(models.Model):
     """A message that could not be handled, parked for an operator."""
 
     id = models.CharField(max_length=64, primary_key=True)
-    source = models.CharField(max_length=255, db_index=True)
-    status = models.CharField(max_length=16, db_index=True)
+    source = models.CharField(max_length=255)
+    status = models.CharField(max_length=16)
     message_type = models.CharField(max_length=255)
-    message_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    message_id = models.CharField(max_length=255, null=True, blank=True)
     payload = models.JSONField(default=dict)
     reason = models.TextField()
     error_type = models.CharField(max_length=255)
@@ -173,7 +195,7 @@ class DeadLetterRecord(models.Model):
     position = models.BigIntegerField(null=True, blank=True)
     stream_id = models.CharField(max_length=255, null=True, blank=True)
     version = models.PositiveBigIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -181,6 +203,8 @@ class DeadLetterRecord(models.Model):
         verbose_name = "dead letter"
         indexes = [
             models.Index(fields=["source", "status", "created_at"], name="orchestrix_dl_source"),
+            models.Index(fields=["status", "created_at"], name="orchestrix_dl_status"),
+            models.Index(fields=["message_id"], name="orchestrix_dl_message"),
         ]
 
     def __str__(self) -> str:

@@ -104,7 +104,9 @@ class DjangoEventStore:
     def codec(self) -> EventCodec:
         """The codec events are encoded and decoded with."""
         if self._codec is None:
-            registry = self._registry or orchestrix_settings.EVENT_REGISTRY
+            registry = (
+                self._registry if self._registry is not None else orchestrix_settings.EVENT_REGISTRY
+            )
             self._codec = EventCodec(registry)
         return self._codec
 
@@ -142,6 +144,7 @@ class DjangoEventStore:
             return
         codec = self.codec
         encoded = [codec.encode(event) for event in events]  # fails before touching the database
+        _check_column_lengths(aggregate_id, events, encoded)
         hooks = self.hooks
         with hooks.start_event_store_operation("save") as span:
             span.set_attribute("aggregate_id", aggregate_id)
@@ -206,6 +209,7 @@ class DjangoEventStore:
         known = list(
             EventRecord.objects.using(using)
             .filter(event_id__in=ids)
+            .order_by()  # no need to sort: the rows are looked up by id
             .values_list("event_id", "stream_id", "version")
         )
         if known:
@@ -435,6 +439,38 @@ class DjangoEventStore:
             state=record.state,
             timestamp=_aware(record.timestamp),
         )
+
+
+def _check_column_lengths(
+    aggregate_id: str, events: Sequence[Event], encoded: list[EncodedEvent]
+) -> None:
+    """Refuse ids and types longer than their columns, before touching the database.
+
+    SQLite ignores VARCHAR lengths and would store them, PostgreSQL and MySQL
+    refuse them mid-insert with an error naming neither the event nor the
+    field: fail alike everywhere, saying which value is too long.
+    """
+    limits = {
+        name: int(getattr(EventRecord._meta.get_field(name), "max_length", 0) or 0)
+        for name in ("stream_id", "event_id", "event_type", "correlation_id", "causation_id")
+    }
+    if len(aggregate_id) > limits["stream_id"]:
+        raise ValueError(
+            f"aggregate_id is {len(aggregate_id)} characters long; "
+            f"at most {limits['stream_id']} can be stored"
+        )
+    for index, (event, item) in enumerate(zip(events, encoded, strict=True), start=1):
+        for name, value in (
+            ("event_id", item.event_id),
+            ("event_type", item.event_type),
+            ("correlation_id", event.correlation_id),
+            ("causation_id", event.causation_id),
+        ):
+            if isinstance(value, str) and len(value) > limits[name]:
+                raise ValueError(
+                    f"event {index} of the save to {aggregate_id!r} ({item.event_type}) has a "
+                    f"{name} of {len(value)} characters; at most {limits[name]} can be stored"
+                )
 
 
 def _aware(moment: datetime) -> datetime:
