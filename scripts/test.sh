@@ -1,30 +1,105 @@
 #!/usr/bin/env bash
-# Run every check of the project: lint, format, type check, the test suite,
-# then the core tests on each extra Python version in ORCHESTRIX_TEST_PYTHONS.
+# Run every check of the project: lint, format, type check, then the test
+# matrix. Each interpreter runs the framework-free tests (tests/core and
+# tests/test_layering.py) in one pytest process, and the Django tests
+# (tests/django) in another pytest process per database: the two suites
+# define event classes with the same type names, and the event registry is
+# process-wide, so they never share a process.
 #
 # Environment:
-#   PYTHON                   interpreter for the main venv (default: python3)
-#   VENV                     the main venv, created or reused (default: .venv)
-#   ORCHESTRIX_TEST_PYTHONS  extra versions for the core tests, e.g. "3.12 3.13"
+#   PYTHON                     interpreter of the main venv (default: python3)
+#   VENV                       the main venv, created or reused (default: .venv); it
+#                              gets '.[dev]', runs ruff and mypy, the core tests and
+#                              the Django tests on every database asked for
+#   ORCHESTRIX_TEST_DATABASES  databases for the Django tests, comma- or space-
+#                              separated: sqlite, postgresql, mysql (default: sqlite).
+#                              Each one runs tests/django once with ORCHESTRIX_TEST_DB
+#                              set to it; the driver extra ('postgresql': psycopg,
+#                              'mysql': mysqlclient, which builds against the MariaDB
+#                              or MySQL client headers and needs pkg-config) is
+#                              installed only when its database is asked for. A
+#                              server that can't be reached fails the run.
+#   ORCHESTRIX_TEST_PYTHONS    extra Python versions, space-separated, e.g. "3.12 3.13"
+#                              (default: none). Each one, found through pyenv or PATH,
+#                              gets its own venv .venv-pyX.Y and runs the core tests.
+#   ORCHESTRIX_DJANGO_PYTHONS  which of those extra versions also run the Django tests,
+#                              on every database asked for (default: "3.11 3.12"; empty:
+#                              none). Such a venv gets '.[django,celery,api]' with
+#                              pytest-django, and pip picks the newest Django that the
+#                              version supports (6.x from 3.12 on, 5.2 LTS on 3.11).
 #
-# Exits non-zero at the first failure.
+# Exits non-zero at the first failure, and prints the seconds each stage took.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
+ORCHESTRIX_TEST_DATABASES="${ORCHESTRIX_TEST_DATABASES:-sqlite}"
 ORCHESTRIX_TEST_PYTHONS="${ORCHESTRIX_TEST_PYTHONS:-}"
-PIP_INSTALL=(-m pip install -q --disable-pip-version-check)
+ORCHESTRIX_DJANGO_PYTHONS="${ORCHESTRIX_DJANGO_PYTHONS-3.11 3.12}"
+# -qq: pip's errors only (this machine's pip configuration warns about every package).
+PIP_INSTALL=(-m pip install -qq --disable-pip-version-check)
+CORE_TESTS=(tests/core tests/test_layering.py)
+DJANGO_TESTS=(tests/django)
+
+# --- stages and their timing ----------------------------------------------
+
+STAGE_NAMES=()
+STAGE_SECONDS=()
+current_stage=""
+stage_started=""
+run_started=""
+
+now() {
+    if [[ -n "${EPOCHREALTIME:-}" ]]; then
+        printf '%s\n' "${EPOCHREALTIME/,/.}"
+    else
+        date +%s
+    fi
+}
+
+elapsed_since() {
+    awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.1f", end - start }'
+}
+
+end_stage() {
+    if [[ -n "$current_stage" ]]; then
+        STAGE_NAMES+=("$current_stage")
+        STAGE_SECONDS+=("$(elapsed_since "$stage_started")")
+        current_stage=""
+    fi
+}
 
 section() {
+    end_stage
+    current_stage="$*"
+    stage_started="$(now)"
     printf '\n==> %s\n' "$*"
 }
+
+print_timings() {
+    local status=$? i
+    end_stage
+    if [[ ${#STAGE_NAMES[@]} -gt 0 ]]; then
+        printf '\n==> time per stage (seconds)%s\n' "$([[ $status -ne 0 ]] && echo ', up to the failure')"
+        for ((i = 0; i < ${#STAGE_NAMES[@]}; i++)); do
+            printf '%8s  %s\n' "${STAGE_SECONDS[$i]}" "${STAGE_NAMES[$i]}"
+        done
+        printf '%8s  %s\n' "$(elapsed_since "$run_started")" "total"
+    fi
+    return "$status"
+}
+
+run_started="$(now)"
+trap print_timings EXIT
 
 die() {
     printf '\nscripts/test.sh: error: %s\n' "$*" >&2
     exit 1
 }
+
+# --- helpers --------------------------------------------------------------
 
 # Whether interpreter $1 runs and is Python version $2 (X.Y).
 is_python_version() {
@@ -51,11 +126,33 @@ run_pytest() {
     local python="$1" status=0
     shift
     "$python" -m pytest "$@" || status=$?
+    local command="${ORCHESTRIX_TEST_DB:+ORCHESTRIX_TEST_DB=$ORCHESTRIX_TEST_DB }$python -m pytest $*"
     if [[ $status -eq 5 ]]; then
-        die "pytest collected no tests ($*)"
+        die "pytest collected no tests ($command)"
     elif [[ $status -ne 0 ]]; then
-        die "pytest failed with exit code $status ($*)"
+        die "pytest failed with exit code $status ($command)"
     fi
+}
+
+# The framework-free tests, with interpreter $1. pytest-django is blocked:
+# where it is installed it would set Django up (and import the test app's
+# events) in this process. Without it, pytest warns that pyproject's
+# DJANGO_SETTINGS_MODULE is an unknown option: that warning is silenced here
+# (the Django runs, which load the plugin, still report unknown options).
+run_core_tests() {
+    run_pytest "$1" -p no:django -W 'ignore:Unknown config option:pytest.PytestConfigWarning' \
+        "${CORE_TESTS[@]}" -q
+}
+
+# The Django tests, with interpreter $1, on database $2.
+run_django_tests() {
+    ORCHESTRIX_TEST_DB="$2" run_pytest "$1" "${DJANGO_TESTS[@]}" -q
+}
+
+# Print the installed Django version of interpreter $1.
+django_version() {
+    "$1" -c 'import django; print(django.get_version())' \
+        || die "Django is not importable with $1"
 }
 
 # Print the path of a working pythonX.Y: from pyenv (active or merely
@@ -82,10 +179,65 @@ find_python() {
     return 1
 }
 
+# Whether the space-separated list $1 contains the word $2.
+contains() {
+    [[ " $1 " == *" $2 "* ]]
+}
+
+# --- what was asked for ---------------------------------------------------
+
+DATABASES=()
+IFS=$', \t\n' read -r -a requested <<<"$ORCHESTRIX_TEST_DATABASES"
+for db in ${requested[@]+"${requested[@]}"}; do
+    case "$db" in
+        '') ;;
+        sqlite | postgresql | mysql) contains "${DATABASES[*]-}" "$db" || DATABASES+=("$db") ;;
+        *) die "ORCHESTRIX_TEST_DATABASES names '$db': use sqlite, postgresql or mysql (comma- or space-separated)" ;;
+    esac
+done
+[[ ${#DATABASES[@]} -gt 0 ]] || DATABASES=(sqlite)
+
+# The driver extras of the databases asked for, e.g. ",postgresql,mysql".
+DRIVER_EXTRAS=""
+for db in "${DATABASES[@]}"; do
+    [[ "$db" == sqlite ]] || DRIVER_EXTRAS+=",$db"
+done
+
+# mysqlclient has no Linux wheels: pip compiles it, which needs the client
+# headers (found through pkg-config). Say so now rather than after the linters.
+if contains "${DATABASES[*]}" mysql; then
+    if ! command -v mysql_config >/dev/null 2>&1 && ! command -v mariadb_config >/dev/null 2>&1; then
+        die "ORCHESTRIX_TEST_DATABASES asks for mysql, whose driver (mysqlclient) is compiled on install and needs the MariaDB or MySQL client headers, but neither mariadb_config nor mysql_config is on PATH: install them (Debian/Ubuntu: apt-get install libmariadb-dev pkg-config; macOS: brew install mysql-client pkg-config), or leave mysql out of ORCHESTRIX_TEST_DATABASES"
+    fi
+    command -v pkg-config >/dev/null 2>&1 \
+        || die "ORCHESTRIX_TEST_DATABASES asks for mysql, whose driver (mysqlclient) finds the client headers through pkg-config, which is missing: install it (Debian/Ubuntu: apt-get install pkg-config), or leave mysql out of ORCHESTRIX_TEST_DATABASES"
+fi
+
+# Every test module must belong to a suite this script runs: one anywhere
+# else would silently never run.
+stray="$(find tests -name 'test_*.py' -o -name '*_test.py' \
+    | grep -v -E '^tests/(core|django)/|^tests/test_layering\.py$' || true)"
+[[ -z "$stray" ]] || die "test modules outside tests/core, tests/django and tests/test_layering.py never run: move them into one of those, or add them to this script:
+$stray"
+
+extra_django=""
+for version in $ORCHESTRIX_TEST_PYTHONS; do
+    if contains "$ORCHESTRIX_DJANGO_PYTHONS" "$version"; then
+        extra_django+="${extra_django:+ }$version"
+    fi
+done
+echo "databases for the Django tests: ${DATABASES[*]}"
+echo "extra Python versions: ${ORCHESTRIX_TEST_PYTHONS:-none}; of those, running the Django tests too: ${extra_django:-none}"
+
+# --- the main venv: linters, type check, tests -------------------------------
+
 section "virtual environment ($VENV)"
 ensure_venv "$VENV" "$PYTHON"
-"$VENV/bin/python" "${PIP_INSTALL[@]}" -e '.[dev]' || die "installing the project into $VENV failed"
-"$VENV/bin/python" --version
+"$VENV/bin/python" "${PIP_INSTALL[@]}" -e ".[dev$DRIVER_EXTRAS]" \
+    || die "installing the project into $VENV failed"
+main_version="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+main_django="$(django_version "$VENV/bin/python")"
+echo "Python $main_version, Django $main_django"
 
 section "ruff check ."
 "$VENV/bin/python" -m ruff check . || die "ruff check found problems"
@@ -96,18 +248,45 @@ section "ruff format --check ."
 section "mypy"
 "$VENV/bin/python" -m mypy || die "mypy found type errors"
 
-section "pytest"
-run_pytest "$VENV/bin/python"
+section "core tests on Python $main_version"
+run_core_tests "$VENV/bin/python"
 
-for version in $ORCHESTRIX_TEST_PYTHONS; do
-    section "core tests on Python $version"
-    interpreter="$(find_python "$version")" \
-        || die "Python $version was asked for in ORCHESTRIX_TEST_PYTHONS but no working python$version was found (tried pyenv and PATH)"
-    venv=".venv-py$version"
-    ensure_venv "$venv" "$interpreter"
-    "$venv/bin/python" "${PIP_INSTALL[@]}" pytest hypothesis -e . \
-        || die "installing the project into $venv failed"
-    run_pytest "$venv/bin/python" tests/core tests/test_layering.py -q
+for db in "${DATABASES[@]}"; do
+    section "Django $main_django tests on Python $main_version, $db"
+    run_django_tests "$VENV/bin/python" "$db"
 done
 
-section "all checks passed"
+# --- the extra interpreters ------------------------------------------------
+
+for version in $ORCHESTRIX_TEST_PYTHONS; do
+    venv=".venv-py$version"
+    section "virtual environment ($venv)"
+    interpreter="$(find_python "$version")" \
+        || die "Python $version was asked for in ORCHESTRIX_TEST_PYTHONS but no working python$version was found (tried pyenv and PATH)"
+    ensure_venv "$venv" "$interpreter"
+    if contains "$ORCHESTRIX_DJANGO_PYTHONS" "$version"; then
+        "$venv/bin/python" "${PIP_INSTALL[@]}" pytest pytest-django hypothesis \
+            -e ".[django,celery,api$DRIVER_EXTRAS]" \
+            || die "installing the project into $venv failed"
+        django="$(django_version "$venv/bin/python")"
+        echo "Python $version, Django $django"
+    else
+        "$venv/bin/python" "${PIP_INSTALL[@]}" pytest hypothesis -e . \
+            || die "installing the project into $venv failed"
+        django=""
+        echo "Python $version, core tests only"
+    fi
+
+    section "core tests on Python $version"
+    run_core_tests "$venv/bin/python"
+
+    if [[ -n "$django" ]]; then
+        for db in "${DATABASES[@]}"; do
+            section "Django $django tests on Python $version, $db"
+            run_django_tests "$venv/bin/python" "$db"
+        done
+    fi
+done
+
+end_stage
+printf '\n==> all checks passed\n'

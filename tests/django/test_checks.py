@@ -57,6 +57,7 @@ def test_a_clean_configuration_has_no_orchestrix_errors() -> None:
         assert check_configuration() == []
 
 
+@pytest.mark.django_db  # Django 6's `check` also runs the database checks
 def test_every_message_is_an_error_so_manage_py_check_fails() -> None:
     with (
         override_settings(ORCHESTRIX={**CLEAN, "INSERT_BATCH_SIZE": 0}),
