@@ -48,10 +48,16 @@ DEFAULTS: dict[str, Any] = {
     "READ_CHUNK_SIZE": 2000,
     # Upper bound of one read_all() page.
     "MAX_READ_ALL_LIMIT": 10000,
+    # DjangoProjection objects (dotted paths) the runners keep up to date.
+    "PROJECTIONS": [],
+    # Events read and applied per transaction by a projection runner.
+    "PROJECTION_BATCH_SIZE": 500,
 }
 
 #: Settings whose values are dotted import paths (or lists of them).
-IMPORT_STRINGS: frozenset[str] = frozenset({"EVENT_REGISTRY", "UPCASTERS", "OBSERVABILITY"})
+IMPORT_STRINGS: frozenset[str] = frozenset(
+    {"EVENT_REGISTRY", "UPCASTERS", "OBSERVABILITY", "PROJECTIONS"}
+)
 
 
 def perform_import(value: Any, setting_name: str) -> Any:
@@ -136,3 +142,6 @@ orchestrix_settings = OrchestrixSettings()
 def _reload_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "ORCHESTRIX":
         orchestrix_settings.reload()
+        from orchestrix_django.projections import reset_registry
+
+        reset_registry()

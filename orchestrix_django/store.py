@@ -349,21 +349,30 @@ class DjangoEventStore:
         for row in rows.iterator(chunk_size=chunk):
             yield self._decode_row(row, upcast=upcast)
 
-    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Up to ``limit`` events of all streams with position > ``after_position``."""
-        return self._read_all(after_position, limit, upcast=True)
+    def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, before_position: int | None = None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events of all streams with position > ``after_position``
+        (and < ``before_position`` when given: a reader that hit an undecodable
+        event at some position can still take the events before it)."""
+        return self._read_all(after_position, limit, upcast=True, before_position=before_position)
 
-    def _read_all(self, after_position: int, limit: int, *, upcast: bool) -> list[StoredEvent]:
+    def _read_all(
+        self,
+        after_position: int,
+        limit: int,
+        *,
+        upcast: bool,
+        before_position: int | None = None,
+    ) -> list[StoredEvent]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         limit = min(limit, int(orchestrix_settings.MAX_READ_ALL_LIMIT))
-        rows = (
-            EventRecord.objects.using(self.using)
-            .filter(position__gt=max(after_position, 0))
-            .order_by("position")
-            .values_list(*_ROW_FIELDS)[:limit]
-        )
-        return [self._decode_row(row, upcast=upcast) for row in rows]
+        rows = EventRecord.objects.using(self.using).filter(position__gt=max(after_position, 0))
+        if before_position is not None:
+            rows = rows.filter(position__lt=before_position)
+        values = rows.order_by("position").values_list(*_ROW_FIELDS)[:limit]
+        return [self._decode_row(row, upcast=upcast) for row in values]
 
     def head_position(self) -> int:
         """The position of the newest stored event (0 when the log is empty)."""

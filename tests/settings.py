@@ -107,4 +107,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ORCHESTRIX = {
     "EVENT_MODULES": ["tests.django.testapp.events"],
+    "PROJECTIONS": [
+        "tests.django.testapp.projections.balances",
+        "tests.django.testapp.projections.fragile",
+        "tests.django.testapp.projections.continuing",
+        "tests.django.testapp.projections.flaky",
+    ],
 }

@@ -193,6 +193,7 @@ HookName = Literal[
     "aggregate_error",
     "handler_error",
     "projection_processed",
+    "projection_batch",
     "projection_error",
     "saga_started",
     "saga_completed",
@@ -340,6 +341,13 @@ class ObservabilityHooks:
         """A projection applied ``count`` events and reached ``position``."""
         self._count("orchestrix.projections.events", count, {"projection": projection_id})
         self._fire("projection_processed", projection_id, count, position)
+
+    def record_projection_batch(self, projection_id: str, events: int, duration: float) -> None:
+        """A runner read ``events`` events and applied them in ``duration`` seconds."""
+        self._observe(
+            "orchestrix.projections.batch_duration", duration, "s", {"projection": projection_id}
+        )
+        self._fire("projection_batch", projection_id, events, duration)
 
     def record_projection_error(self, projection_id: str, error: str) -> None:
         """A projection failed on an event."""

@@ -1,0 +1,531 @@
+"""Projections run by Django: read models kept up to date from the global log.
+
+Declare a projection once, at module level, and list it in
+``ORCHESTRIX["PROJECTIONS"]``::
+
+    balances = DjangoProjection("account-balances", retry_policy=FixedDelay(2, 0.5))
+
+    @balances.on(AccountOpened)
+    def opened(event: AccountOpened) -> None:
+        AccountBalance.objects.create(account_id=event.account_id, balance=event.initial_deposit)
+
+    @balances.on_reset
+    def clear() -> None:
+        AccountBalance.objects.all().delete()
+
+The runner (:func:`catch_up`, used by the Celery tasks and ``orchestrix_run``)
+advances a projection from its checkpoint in batches over the global log.
+Each batch is one transaction: the handlers' writes to models in the same
+database and the new checkpoint commit together, so a crash at any point
+neither skips nor repeats an event. The projection's state row is locked for
+the batch, so only one runner advances a projection at a time, however many
+workers run. Each handler call runs in a savepoint: a failed attempt leaves
+no partial writes behind, and its retries (``retry_policy``) start clean.
+
+When a handler still fails after its retries, the event is parked in the
+dead-letter queue and, by ``failure_mode``:
+
+* ``"park-and-stop"`` (the default): the projection stops before the event
+  (paused, unhealthy, ``last_error`` set) until an operator retries or skips
+  it (:func:`retry_parked`, :func:`skip_parked`, the admin, the commands).
+  Later events wait, so the read model never sees them out of order.
+* ``"park-and-continue"``: the projection moves past the event and goes on;
+  it is unhealthy until its parked events are retried or discarded.
+
+Other projections are never affected by one projection's failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.db import transaction
+
+from orchestrix.core.common.exceptions import (
+    EventDecodeError,
+    HandlerError,
+    OrchestrixError,
+    UnknownEventTypeError,
+)
+from orchestrix.core.common.observability import ObservabilityHooks, TracingProvider
+from orchestrix.core.common.retry import RetryPolicy
+from orchestrix.core.eventsourcing.event_store import StoredEvent
+from orchestrix.core.eventsourcing.projection import ProjectionEngine, ProjectionState
+from orchestrix.core.messaging.dead_letter import DeadLetter, DeadLetterStatus
+from orchestrix.core.messaging.message import Event
+from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.dead_letter_store import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
+from orchestrix_django.projection_store import (
+    AsyncDjangoProjectionStateStore,
+    DjangoProjectionStateStore,
+)
+from orchestrix_django.store import DjangoEventStore
+
+__all__ = [
+    "CatchUpResult",
+    "DjangoProjection",
+    "FailureMode",
+    "ProjectionStatus",
+    "catch_up",
+    "get_projection",
+    "pause",
+    "projection_status",
+    "projections",
+    "reset_projection",
+    "resume",
+    "retry_parked",
+    "skip_parked",
+]
+
+logger = logging.getLogger("orchestrix.projections")
+
+FailureMode = Literal["park-and-stop", "park-and-continue"]
+
+
+class DjangoProjection(ProjectionEngine):
+    """A :class:`ProjectionEngine` whose state, dead letters and handlers live in Django.
+
+    Handlers may be plain functions using the ORM (they run in the runner's
+    thread and transaction, each call in a savepoint) or coroutine functions.
+    ``batch_size`` defaults to ``ORCHESTRIX["PROJECTION_BATCH_SIZE"]``.
+    """
+
+    def __init__(
+        self,
+        projection_id: str,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        failure_mode: FailureMode = "park-and-stop",
+        batch_size: int | None = None,
+        tracing: TracingProvider | None = None,
+        observability: ObservabilityHooks | None = None,
+    ) -> None:
+        if failure_mode not in ("park-and-stop", "park-and-continue"):
+            raise ValueError(
+                f"failure_mode must be 'park-and-stop' or 'park-and-continue', got {failure_mode!r}"
+            )
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(
+            projection_id,
+            AsyncDjangoProjectionStateStore(),
+            tracing,
+            observability=observability,
+            retry_policy=retry_policy,
+            dead_letters=AsyncDjangoDeadLetterQueue(),
+            on_failure="park" if failure_mode == "park-and-continue" else "stop",
+            # The runner commits the read model and the checkpoint together.
+            checkpoint_every=None,
+        )
+        self.failure_mode: FailureMode = failure_mode
+        self._batch_size = batch_size
+        # One engine per process; runners in several threads take turns.
+        self.thread_lock = threading.RLock()
+
+    @property
+    def batch_size(self) -> int:
+        """Events read and applied per transaction."""
+        return self._batch_size or int(orchestrix_settings.PROJECTION_BATCH_SIZE)
+
+    def on_reset(self, hook: Any) -> Any:
+        """Decorator: clear the read model on reset/replay (sync ORM code is fine)."""
+        if iscoroutinefunction(hook):
+            super().on_reset(hook)
+        else:
+            super().on_reset(sync_to_async(hook, thread_sensitive=True))
+        return hook
+
+    async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:
+        """Run a sync handler in the runner's thread, inside a savepoint."""
+        if iscoroutinefunction(handler):
+            await handler(event)
+            return
+        await sync_to_async(_in_savepoint, thread_sensitive=True)(handler, event)
+
+
+def _in_savepoint(handler: Callable[[Any], Any], event: Event) -> None:
+    with transaction.atomic(using=str(orchestrix_settings.DATABASE)):
+        handler(event)
+
+
+# ---------------------------------------------------------------- the registry
+
+_registry_lock = threading.Lock()
+_projections: dict[str, DjangoProjection] | None = None
+
+
+def projections() -> dict[str, DjangoProjection]:
+    """The projections of ``ORCHESTRIX["PROJECTIONS"]``, by id (imported once)."""
+    global _projections
+    with _registry_lock:
+        if _projections is None:
+            loaded: dict[str, DjangoProjection] = {}
+            for projection in orchestrix_settings.PROJECTIONS:
+                if not isinstance(projection, DjangoProjection):
+                    raise TypeError(
+                        f"ORCHESTRIX['PROJECTIONS'] lists {projection!r}, not a DjangoProjection"
+                    )
+                if projection.projection_id in loaded:
+                    raise ValueError(f"two projections are called {projection.projection_id!r}")
+                loaded[projection.projection_id] = projection
+            _projections = loaded
+        return _projections
+
+
+def reset_registry() -> None:
+    """Forget the loaded projections (the settings changed)."""
+    global _projections
+    with _registry_lock:
+        _projections = None
+
+
+def get_projection(projection_id: str) -> DjangoProjection:
+    """The configured projection ``projection_id``; KeyError says which ids exist."""
+    found = projections().get(projection_id)
+    if found is None:
+        known = ", ".join(sorted(projections())) or "none"
+        raise KeyError(f"no projection {projection_id!r} is configured (known: {known})")
+    return found
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class CatchUpResult:
+    """What one :func:`catch_up` call did."""
+
+    projection_id: str
+    applied: int
+    batches: int
+    position: int
+    head: int
+    stopped: str | None = None
+
+    @property
+    def lag(self) -> int:
+        """Events the projection is still behind the head of the log (approximately)."""
+        return max(self.head - self.position, 0)
+
+
+def catch_up(
+    projection: DjangoProjection,
+    *,
+    max_batches: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[CatchUpResult], None] | None = None,
+) -> CatchUpResult:
+    """Advance ``projection`` to the head of the log, one transaction per batch.
+
+    Stops early after ``max_batches``, when ``should_stop()`` says so (checked
+    between batches: the batch in hand always commits or rolls back whole), when
+    the projection is paused, or when a handler fails under ``park-and-stop``.
+    ``on_batch`` is called after each committed batch (progress bars).
+    """
+    store = DjangoEventStore()
+    hooks = projection.observability
+    applied = batches = 0
+    stopped: str | None = None
+    position = 0
+    with projection.thread_lock:
+        while True:
+            if should_stop is not None and should_stop():
+                stopped = "asked to stop"
+                break
+            if max_batches is not None and batches >= max_batches:
+                break
+            started = time.perf_counter()
+            outcome = _run_batch(projection, store)
+            batches += 1 if outcome.read else 0
+            applied += outcome.applied
+            position = outcome.position
+            if outcome.read:
+                hooks.record_projection_batch(
+                    projection.projection_id, outcome.read, time.perf_counter() - started
+                )
+            if outcome.stopped is not None:
+                stopped = outcome.stopped
+                break
+            if on_batch is not None and outcome.read:
+                on_batch(
+                    CatchUpResult(
+                        projection.projection_id, applied, batches, position, store.head_position()
+                    )
+                )
+            if outcome.read < projection.batch_size:
+                break
+    head = store.head_position()
+    hooks.gauge(
+        "orchestrix.projections.lag",
+        float(max(head - position, 0)),
+        {"projection": projection.projection_id},
+    )
+    return CatchUpResult(projection.projection_id, applied, batches, position, head, stopped)
+
+
+@dataclass(frozen=True)
+class _BatchOutcome:
+    read: int
+    applied: int
+    position: int
+    stopped: str | None
+
+
+def _run_batch(projection: DjangoProjection, store: DjangoEventStore) -> _BatchOutcome:
+    states = DjangoProjectionStateStore()
+    projection_id = projection.projection_id
+    with transaction.atomic(using=states.using), states.lock(projection_id) as locked:
+        if locked.paused:
+            position = locked.state.last_processed_position
+            return _BatchOutcome(0, 0, position, "paused")
+        state: ProjectionState = async_to_sync(projection.initialize)()
+        after = state.last_processed_position
+        unreadable: EventDecodeError | UnknownEventTypeError | None = None
+        try:
+            batch = store.read_all(after_position=after, limit=projection.batch_size)
+        except (EventDecodeError, UnknownEventTypeError) as error:
+            # A stored event this process cannot read: apply the events before
+            # it, then stop there, visibly.
+            unreadable = error
+            bad_position = getattr(error, "position", None)
+            batch = (
+                store.read_all(
+                    after_position=after, limit=projection.batch_size, before_position=bad_position
+                )
+                if bad_position is not None
+                else []
+            )
+        if not batch and unreadable is None:
+            return _BatchOutcome(0, 0, after, None)
+        try:
+            applied = async_to_sync(projection.process_events)(batch) if batch else 0
+        except HandlerError as error:
+            # The events before the failing one, and the unhealthy state, are
+            # applied and saved: this transaction commits them.
+            state = projection.get_state()
+            failing = _first_after(batch, state.last_processed_position)
+            _park_and_stop(projection, states, failing, error)
+            return _BatchOutcome(
+                len(batch),
+                _count_applied(batch, after, state),
+                state.last_processed_position,
+                "handler failed",
+            )
+        position = projection.get_state().last_processed_position
+        if unreadable is not None:
+            _halt(projection, states, unreadable, position)
+            return _BatchOutcome(len(batch), applied, position, "undecodable event")
+        return _BatchOutcome(len(batch), applied, position, None)
+
+
+def _count_applied(batch: list[StoredEvent], before: int, state: ProjectionState) -> int:
+    return sum(1 for r in batch if before < r.position <= state.last_processed_position)
+
+
+def _first_after(batch: Iterable[StoredEvent], position: int) -> StoredEvent | None:
+    return next((record for record in batch if record.position > position), None)
+
+
+def _park_and_stop(
+    projection: DjangoProjection,
+    states: DjangoProjectionStateStore,
+    failing: StoredEvent | None,
+    error: HandlerError,
+) -> None:
+    if failing is not None:
+        DjangoDeadLetterQueue().park(
+            failing.event,
+            error.original_error,
+            source=projection.dead_letter_source,
+            attempts=projection.retry_policy.max_retries + 1,
+            position=failing.position,
+            stream_id=failing.stream_id,
+            version=failing.version,
+            handler=error.handler_name,
+        )
+    states.set_paused(projection.projection_id, True)
+    logger.error(
+        "projection %s stopped at %s: %s; retry or skip the parked event to resume",
+        projection.projection_id,
+        f"position {failing.position}" if failing else "its checkpoint",
+        error,
+    )
+
+
+def _halt(
+    projection: DjangoProjection,
+    states: DjangoProjectionStateStore,
+    error: EventDecodeError | UnknownEventTypeError,
+    after: int,
+) -> None:
+    """Park an event the log holds but this process cannot decode, and stop there."""
+    reason = f"cannot read the event after position {after}: {error}"
+    state = projection.get_state()
+    states.save_state(
+        dataclasses.replace(
+            state, is_healthy=False, error_count=state.error_count + 1, last_error=reason
+        )
+    )
+    stream_id = getattr(error, "stream_id", None)
+    version = getattr(error, "version", None)
+    position = getattr(error, "position", None)
+    DjangoDeadLetterQueue().park(
+        None,
+        error,
+        source=projection.dead_letter_source,
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        message_type=getattr(error, "event_type", None) or "unknown",
+    )
+    states.set_paused(projection.projection_id, True)
+    projection.observability.record_projection_error(projection.projection_id, reason)
+    logger.error("projection %s stopped: %s", projection.projection_id, reason)
+
+
+# ---------------------------------------------------------------- operations
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """What an operator wants to know about a projection."""
+
+    projection_id: str
+    position: int
+    head: int
+    lag: int
+    healthy: bool
+    paused: bool
+    last_error: str | None
+    error_count: int
+    events_processed: int
+    parked: int
+    updated_at: datetime | None
+
+
+def projection_status(projection_id: str, *, head: int | None = None) -> ProjectionStatus:
+    """Position, lag, health and parked events of ``projection_id``."""
+    states = DjangoProjectionStateStore()
+    state = states.load_state(projection_id)
+    if head is None:
+        head = DjangoEventStore().head_position()
+    position = state.last_processed_position if state else 0
+    return ProjectionStatus(
+        projection_id=projection_id,
+        position=position,
+        head=head,
+        lag=max(head - position, 0),
+        healthy=state.is_healthy if state else True,
+        paused=states.is_paused(projection_id) if state else False,
+        last_error=state.last_error if state else None,
+        error_count=state.error_count if state else 0,
+        events_processed=state.events_processed if state else 0,
+        parked=DjangoDeadLetterQueue().count(source=f"projection:{projection_id}"),
+        updated_at=state.updated_at if state else None,
+    )
+
+
+def pause(projection: DjangoProjection) -> None:
+    """Stop runners from advancing ``projection`` until :func:`resume`."""
+    DjangoProjectionStateStore().set_paused(projection.projection_id, True)
+
+
+def resume(projection: DjangoProjection) -> None:
+    """Let runners advance ``projection`` again."""
+    DjangoProjectionStateStore().set_paused(projection.projection_id, False)
+
+
+def reset_projection(projection: DjangoProjection) -> None:
+    """Clear the read model (``on_reset`` hooks) and the checkpoint, in one transaction.
+
+    The projection then rebuilds from the start of the log on its next catch-up.
+    """
+    states = DjangoProjectionStateStore()
+    with (
+        projection.thread_lock,
+        transaction.atomic(using=states.using),
+        states.lock(projection.projection_id),
+    ):
+        async_to_sync(projection.reset)()
+        states.set_paused(projection.projection_id, False)
+
+
+def _parked_letter(projection: DjangoProjection, dead_letter_id: str) -> DeadLetter:
+    letter = DjangoDeadLetterQueue().get(dead_letter_id)
+    if letter is None or letter.source != projection.dead_letter_source:
+        raise OrchestrixError(
+            f"dead letter {dead_letter_id!r} is not one of projection "
+            f"{projection.projection_id!r}'s"
+        )
+    if letter.status != DeadLetterStatus.PARKED:
+        raise OrchestrixError(f"dead letter {dead_letter_id!r} is {letter.status}, not parked")
+    return letter
+
+
+def retry_parked(projection: DjangoProjection, dead_letter_id: str) -> CatchUpResult | None:
+    """Apply a parked event of ``projection`` again.
+
+    ``park-and-stop``: the projection resumes from the event (which fails
+    again, parked anew, if the cause is not fixed) and catches up.
+    ``park-and-continue``: the event's handlers run once more; the letter is
+    marked retried on success (a :class:`HandlerError` otherwise).
+    """
+    _parked_letter(projection, dead_letter_id)
+    states = DjangoProjectionStateStore()
+    if projection.failure_mode == "park-and-continue":
+        with (
+            projection.thread_lock,
+            transaction.atomic(using=states.using),
+            states.lock(projection.projection_id),
+        ):
+            async_to_sync(projection.retry_dead_letter)(dead_letter_id)
+        return None
+    with transaction.atomic(using=states.using):
+        DjangoDeadLetterQueue().mark_retried(dead_letter_id)
+        states.set_paused(projection.projection_id, False)
+    return catch_up(projection)
+
+
+def skip_parked(projection: DjangoProjection, dead_letter_id: str) -> CatchUpResult | None:
+    """Give up on a parked event: discard it and, under ``park-and-stop``, move past it.
+
+    The event's effects will be missing from the read model: the skip is logged.
+    """
+    letter = _parked_letter(projection, dead_letter_id)
+    states = DjangoProjectionStateStore()
+    with (
+        projection.thread_lock,
+        transaction.atomic(using=states.using),
+        states.lock(projection.projection_id) as locked,
+    ):
+        DjangoDeadLetterQueue().discard(dead_letter_id)
+        if projection.failure_mode == "park-and-stop":
+            state = locked.state
+            if letter.position is not None and letter.position > state.last_processed_position:
+                states.save_state(
+                    dataclasses.replace(
+                        state,
+                        last_processed_position=letter.position,
+                        last_processed_event_id=letter.message_id,
+                        is_healthy=True,
+                    )
+                )
+            states.set_paused(projection.projection_id, False)
+        logger.warning(
+            "projection %s skipped %s at position %s (dead letter %s) without applying it",
+            projection.projection_id,
+            letter.message_type,
+            letter.position,
+            dead_letter_id,
+        )
+    if projection.failure_mode == "park-and-stop":
+        return catch_up(projection)
+    return None

@@ -1,0 +1,24 @@
+"""Read models of the test app, kept by its projections."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+
+class AccountBalance(models.Model):
+    """One row per bank account: the balance and how many events made it."""
+
+    account_id = models.CharField(max_length=255, primary_key=True)
+    owner = models.CharField(max_length=255)
+    balance = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("0"))
+    events = models.PositiveIntegerField(default=0)
+
+
+class AppliedEvent(models.Model):
+    """Every event a projection applied, to count double applications."""
+
+    projection = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=64)
+    position = models.BigIntegerField()
