@@ -24,8 +24,8 @@
 #                              gets its own venv .venv-pyX.Y and runs the core tests.
 #   ORCHESTRIX_DJANGO_PYTHONS  which of those extra versions also run the Django tests,
 #                              on every database asked for (default: "3.11 3.12"; empty:
-#                              none). Such a venv gets '.[django,celery,api]' with
-#                              pytest-django, and pip picks the newest Django that the
+#                              none). Such a venv gets '.[test]' (Django, Celery,
+#                              DRF, pytest-django, …), and pip picks the newest Django that the
 #                              version supports (6.x from 3.12 on, 5.2 LTS on 3.11).
 #
 # Exits non-zero at the first failure, and prints the seconds each stage took.
@@ -265,8 +265,7 @@ for version in $ORCHESTRIX_TEST_PYTHONS; do
         || die "Python $version was asked for in ORCHESTRIX_TEST_PYTHONS but no working python$version was found (tried pyenv and PATH)"
     ensure_venv "$venv" "$interpreter"
     if contains "$ORCHESTRIX_DJANGO_PYTHONS" "$version"; then
-        "$venv/bin/python" "${PIP_INSTALL[@]}" pytest pytest-django hypothesis \
-            -e ".[django,celery,api$DRIVER_EXTRAS]" \
+        "$venv/bin/python" "${PIP_INSTALL[@]}" -e ".[test$DRIVER_EXTRAS]" \
             || die "installing the project into $venv failed"
         django="$(django_version "$venv/bin/python")"
         echo "Python $version, Django $django"
