@@ -28,6 +28,7 @@ commit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,8 @@ from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, St
 from orchestrix_django.signals import events_committed
 
 __all__ = ["DjangoAsyncEventStore", "DjangoEventStore"]
+
+logger = logging.getLogger("orchestrix.store")
 
 #: The key of the PostgreSQL advisory lock that orders appends ("orchestr").
 APPEND_LOCK_KEY = 0x6F72636865737472
@@ -181,10 +184,7 @@ class DjangoEventStore:
                     for r, e in zip(records, events, strict=True)
                 ]
                 transaction.on_commit(
-                    lambda: events_committed.send(
-                        sender=type(self), stream_id=aggregate_id, events=stored, using=using
-                    ),
-                    using=using,
+                    lambda: self._announce(aggregate_id, stored, using), using=using
                 )
                 return stored
         except IntegrityError:
@@ -200,6 +200,28 @@ class DjangoEventStore:
                 current,
                 "another writer appended first",
             ) from None
+
+    def _announce(self, aggregate_id: str, stored: list[StoredEvent], using: str) -> None:
+        """Send ``events_committed``; a failing receiver must not fail the committed save.
+
+        Its error is logged and counted (receivers that deliver further, like
+        the message bus, park their own failures as dead letters).
+        """
+        responses = events_committed.send_robust(
+            sender=type(self), stream_id=aggregate_id, events=stored, using=using
+        )
+        for receiver, response in responses:
+            if isinstance(response, Exception):
+                name = getattr(receiver, "__qualname__", repr(receiver))
+                logger.error(
+                    "events_committed receiver %s failed for stream %s",
+                    name,
+                    aggregate_id,
+                    exc_info=response,
+                )
+                self.hooks.record_handler_error(
+                    "events_committed", name, f"{type(response).__name__}: {response}"
+                )
 
     def _check_before_insert(
         self, aggregate_id: str, ids: list[str], expected_version: int | None

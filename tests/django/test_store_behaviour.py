@@ -859,3 +859,30 @@ def test_iter_stream_can_be_consumed_while_the_caller_writes() -> None:
             copy = MoneyDeposited(account_id=target, amount=stored.event.amount)  # type: ignore[attr-defined]
             store.save(target, [copy], expected_version=stored.version - 1)
     assert [e.amount for e in store.load(target)] == [e.amount for e in store.load(source)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_signal_receiver_never_fails_the_committed_save(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from orchestrix_django.signals import events_committed
+
+    received: list[str] = []
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("receiver bug")
+
+    def working(stream_id: str, **kwargs: object) -> None:
+        received.append(stream_id)
+
+    events_committed.connect(broken, dispatch_uid="test-broken")
+    events_committed.connect(working, dispatch_uid="test-working")
+    try:
+        store = DjangoEventStore()
+        store.save("robust-1", [MoneyDeposited(account_id="robust-1", amount=Decimal(1))])
+    finally:
+        events_committed.disconnect(dispatch_uid="test-broken")
+        events_committed.disconnect(dispatch_uid="test-working")
+    assert len(store.load("robust-1")) == 1
+    assert received == ["robust-1"]
+    assert any("receiver bug" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
