@@ -52,9 +52,9 @@ def open_account(store: DjangoEventStore, account_id: str, deposits: list[int]) 
 
 def applied(projection: str) -> list[str]:
     return list(
-        AppliedEvent.objects.filter(projection=projection).order_by("id").values_list(
-            "event_id", flat=True
-        )
+        AppliedEvent.objects.filter(projection=projection)
+        .order_by("id")
+        .values_list("event_id", flat=True)
     )
 
 
