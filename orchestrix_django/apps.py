@@ -10,7 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 class OrchestrixConfig(AppConfig):
-    """Registers the system checks and imports the configured event modules."""
+    """Registers the system checks, imports the configured event modules and
+    registers the configured modules with the message bus."""
 
     name = "orchestrix_django"
     label = "orchestrix_django"
@@ -25,24 +26,42 @@ class OrchestrixConfig(AppConfig):
         from orchestrix_django.conf import orchestrix_settings
 
         post_migrate.connect(_ensure_append_lock_row, sender=self)
+        _import_event_modules(orchestrix_settings)
+        _wire_modules()
 
-        # Errors here surface as system checks with the setting named: E004 for a
-        # module that does not import, E006 for ORCHESTRIX or EVENT_MODULES of the
-        # wrong kind. Raising here instead would end start-up with a traceback
-        # (a string for EVENT_MODULES was imported character by character).
+
+def _import_event_modules(orchestrix_settings: Any) -> None:
+    """Import ``EVENT_MODULES`` so that their event classes are registered."""
+    # Errors here surface as system checks with the setting named: E004 for a
+    # module that does not import, E006 for ORCHESTRIX or EVENT_MODULES of the
+    # wrong kind. Raising here instead would end start-up with a traceback
+    # (a string for EVENT_MODULES was imported character by character).
+    try:
+        modules = orchestrix_settings.user_settings.get("EVENT_MODULES", [])
+    except ImproperlyConfigured:
+        return
+    if not isinstance(modules, list | tuple):
+        return
+    for module in modules:
+        if not isinstance(module, str):
+            continue
         try:
-            modules = orchestrix_settings.user_settings.get("EVENT_MODULES", [])
-        except ImproperlyConfigured:
-            return
-        if not isinstance(modules, list | tuple):
-            return
-        for module in modules:
-            if not isinstance(module, str):
-                continue
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
+            importlib.import_module(module)
+        except ImportError:
+            continue
+
+
+def _wire_modules() -> None:
+    """Connect the bus to ``events_committed`` and register ``MODULES`` with it.
+
+    Safe to run again (``ready()`` runs twice in some test set-ups): a module
+    already registered with the bus is not registered twice. Entries that
+    can't be wired are skipped here and reported by the check E007.
+    """
+    from orchestrix_django.bus import connect_signals, wire_modules
+
+    connect_signals()
+    wire_modules()
 
 
 def _ensure_append_lock_row(using: str = "default", **kwargs: Any) -> None:

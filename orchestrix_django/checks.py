@@ -6,6 +6,8 @@
 * ``orchestrix.E004`` a setting names something that cannot be imported.
 * ``orchestrix.E005`` ``USE_TZ`` is off (every timestamp must be aware UTC).
 * ``orchestrix.E006`` a setting has a value of the wrong kind.
+* ``orchestrix.E007`` an ``ORCHESTRIX["MODULES"]`` entry cannot be wired (it does not
+  import, has no ``register(bus, store)`` method, or is a class that needs arguments).
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ def _check_settings() -> list[CheckMessage]:
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors.append(_bad_type(name, "a positive integer", value))
+    poll_interval = user.get("POLL_INTERVAL", DEFAULTS["POLL_INTERVAL"])
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, int | float)
+        or poll_interval <= 0
+    ):
+        errors.append(_bad_type("POLL_INTERVAL", "a positive number of seconds", poll_interval))
     return errors
 
 
@@ -128,3 +137,30 @@ def _bad_type(setting: str, wanted: str, value: object) -> Error:
         f"ORCHESTRIX[{setting!r}] must be {wanted}, got {value!r}",
         id="orchestrix.E006",
     )
+
+
+@register("orchestrix")
+def check_modules(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.E007``: every ``MODULES`` entry can be registered with the bus.
+
+    ``AppConfig.ready()`` skips the entries that can't (a start-up crash would
+    hide every other problem); this check is where they are reported.
+    """
+    from orchestrix_django.bus import module_problems
+
+    try:
+        problems = module_problems()
+    except ImproperlyConfigured:
+        return []  # ORCHESTRIX is not a dict: E006 says so
+    return [
+        Error(
+            problem,
+            hint="Each MODULES entry is the dotted path of an object with a "
+            "register(bus, store) method (the Module protocol), or of a class "
+            "whose instances have one and that takes no constructor arguments.",
+            id="orchestrix.E007",
+        )
+        for problem in problems
+    ]

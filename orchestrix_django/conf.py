@@ -48,10 +48,21 @@ DEFAULTS: dict[str, Any] = {
     "READ_CHUNK_SIZE": 2000,
     # Upper bound of one read_all() page.
     "MAX_READ_ALL_LIMIT": 10000,
+    # Modules (the core ``Module`` protocol) registered with the process-wide
+    # message bus in AppConfig.ready(): dotted paths to a class (instantiated
+    # without arguments) or to an instance, each with a register(bus, store)
+    # method; it gets orchestrix_django.bus.get_bus() and a DjangoEventStore().
+    # Entries that can't be wired are skipped and reported by check E007.
+    # (Imported by orchestrix_django.bus, not through IMPORT_STRINGS, so that
+    # one bad entry does not hide the others.)
+    "MODULES": [],
     # DjangoProjection objects (dotted paths) the runners keep up to date.
     "PROJECTIONS": [],
     # Events read and applied per transaction by a projection runner.
     "PROJECTION_BATCH_SIZE": 500,
+    # Seconds ``orchestrix_run`` waits between two looks at the log for events
+    # written by other processes (writes in its own process wake it at once).
+    "POLL_INTERVAL": 1.0,
 }
 
 #: Settings whose values are dotted import paths (or lists of them).

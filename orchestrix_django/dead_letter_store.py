@@ -44,9 +44,9 @@ from orchestrix.core.messaging.dead_letter import (
     DeadLetterStatus,
 )
 from orchestrix.core.messaging.message import Event, Message
-from orchestrix.core.serialization.codec import EventCodec, from_cloudevent
+from orchestrix.core.serialization.codec import from_cloudevent
 from orchestrix.core.serialization.registry import EventRegistry
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import DeadLetterRecord
 
 __all__ = ["AsyncDjangoDeadLetterQueue", "DjangoDeadLetterQueue"]
@@ -61,7 +61,7 @@ _LETTER_FIELDS = tuple(
 )
 
 
-class DjangoDeadLetterQueue:
+class DjangoDeadLetterQueue(EventDecoding):
     """A synchronous :class:`~orchestrix.core.messaging.dead_letter.DeadLetterQueue`
     on the Django ORM (see the module docs). Safe to share between threads
     and processes.
@@ -78,36 +78,7 @@ class DjangoDeadLetterQueue:
         registry: EventRegistry | None = None,
         upcasters: UpcasterRegistry | None = None,
     ) -> None:
-        self._using = using
-        self._registry = registry
-        self._upcasters = upcasters
-        self._codec: EventCodec | None = None
-
-    # -- configuration, resolved lazily so that settings are never read at import
-
-    @property
-    def using(self) -> str:
-        """The database alias."""
-        return self._using or str(orchestrix_settings.DATABASE)
-
-    @property
-    def codec(self) -> EventCodec:
-        """The codec parked events are rebuilt with."""
-        if self._codec is None:
-            # `is None`, not `or`: an empty registry is falsy, and still the one asked for.
-            registry = self._registry
-            if registry is None:
-                registry = orchestrix_settings.EVENT_REGISTRY
-            self._codec = EventCodec(registry)
-        return self._codec
-
-    @property
-    def upcasters(self) -> UpcasterRegistry | None:
-        """The upcaster registry applied to rebuilt events (None: no upcasting)."""
-        if self._upcasters is not None:
-            return self._upcasters
-        configured: UpcasterRegistry | None = orchestrix_settings.UPCASTERS
-        return configured
+        super().__init__(using, registry=registry, upcasters=upcasters)
 
     def _records(self) -> QuerySet[DeadLetterRecord]:
         return DeadLetterRecord.objects.using(self.using)

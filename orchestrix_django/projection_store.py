@@ -32,7 +32,7 @@ from django.db.models import QuerySet
 from django.db.transaction import TransactionManagementError
 
 from orchestrix.core.eventsourcing.projection import ProjectionState
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import DatabaseBound
 from orchestrix_django.models import ProjectionStateRecord
 
 __all__ = [
@@ -66,21 +66,13 @@ class StoredProjectionState:
         return self.state.projection_id
 
 
-class DjangoProjectionStateStore:
+class DjangoProjectionStateStore(DatabaseBound):
     """A synchronous :class:`~orchestrix.core.eventsourcing.projection.ProjectionStateStore`
     on the Django ORM (see the module docs).
 
     ``using`` is the database alias; by default ``ORCHESTRIX["DATABASE"]``,
     read when the store is first used.
     """
-
-    def __init__(self, using: str | None = None) -> None:
-        self._using = using
-
-    @property
-    def using(self) -> str:
-        """The database alias."""
-        return self._using or str(orchestrix_settings.DATABASE)
 
     def _records(self) -> QuerySet[ProjectionStateRecord]:
         return ProjectionStateRecord.objects.using(self.using)

@@ -28,7 +28,7 @@ from django.db.models import QuerySet
 
 from orchestrix.core.common.exceptions import ConcurrencyError
 from orchestrix.core.execution.saga import SagaState, SagaStatus
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import DatabaseBound
 from orchestrix_django.models import SagaStateRecord
 
 __all__ = ["AsyncDjangoSagaStateStore", "DjangoSagaStateStore"]
@@ -49,21 +49,13 @@ _STATE_COLUMNS = (
 )
 
 
-class DjangoSagaStateStore:
+class DjangoSagaStateStore(DatabaseBound):
     """A synchronous :class:`~orchestrix.core.execution.saga.SyncSagaStateStore`
     on the Django ORM (see the module docs).
 
     ``using`` is the database alias; by default ``ORCHESTRIX["DATABASE"]``,
     read when the store is first used.
     """
-
-    def __init__(self, using: str | None = None) -> None:
-        self._using = using
-
-    @property
-    def using(self) -> str:
-        """The database alias."""
-        return self._using or str(orchestrix_settings.DATABASE)
 
     def _records(self) -> QuerySet[SagaStateRecord]:
         return SagaStateRecord.objects.using(self.using)

@@ -43,9 +43,10 @@ from orchestrix.core.eventsourcing.event_store import StoredEvent, check_save_ar
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EncodedEvent, EventCodec
+from orchestrix.core.serialization.codec import EncodedEvent
 from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord
 from orchestrix_django.signals import events_committed
 
@@ -69,7 +70,7 @@ _ROW_FIELDS = (
 )
 
 
-class DjangoEventStore:
+class DjangoEventStore(EventDecoding):
     """A synchronous event store on the Django ORM (see the module docs).
 
     Every argument defaults to the ``ORCHESTRIX`` settings: ``using`` the
@@ -89,37 +90,11 @@ class DjangoEventStore:
         observability: ObservabilityHooks | None = None,
         insert_batch_size: int | None = None,
     ) -> None:
-        self._using = using
-        self._registry = registry
-        self._upcasters = upcasters
+        super().__init__(using, registry=registry, upcasters=upcasters)
         self._observability = observability
         self._insert_batch_size = insert_batch_size
-        self._codec: EventCodec | None = None
 
     # -- configuration, resolved lazily so that settings are never read at import
-
-    @property
-    def using(self) -> str:
-        """The database alias."""
-        return self._using or str(orchestrix_settings.DATABASE)
-
-    @property
-    def codec(self) -> EventCodec:
-        """The codec events are encoded and decoded with."""
-        if self._codec is None:
-            registry = (
-                self._registry if self._registry is not None else orchestrix_settings.EVENT_REGISTRY
-            )
-            self._codec = EventCodec(registry)
-        return self._codec
-
-    @property
-    def upcasters(self) -> UpcasterRegistry | None:
-        """The upcaster registry applied on reads (None: no upcasting)."""
-        if self._upcasters is not None:
-            return self._upcasters
-        configured: UpcasterRegistry | None = orchestrix_settings.UPCASTERS
-        return configured
 
     @property
     def hooks(self) -> ObservabilityHooks:

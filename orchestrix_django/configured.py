@@ -1,0 +1,62 @@
+"""Base classes that read their configuration from the ``ORCHESTRIX`` settings lazily.
+
+Settings are never read at import time or in ``__init__`` (a store may be
+created at module level): the database alias, the event registry and the
+upcasters are looked up when first used, unless given explicitly.
+"""
+
+from __future__ import annotations
+
+from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
+from orchestrix.core.serialization.codec import EventCodec
+from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix_django.conf import orchestrix_settings
+
+__all__ = ["DatabaseBound", "EventDecoding"]
+
+
+class DatabaseBound:
+    """Works on one database: ``using``, by default ``ORCHESTRIX["DATABASE"]``."""
+
+    def __init__(self, using: str | None = None) -> None:
+        self._using = using
+
+    @property
+    def using(self) -> str:
+        """The database alias."""
+        return self._using or str(orchestrix_settings.DATABASE)
+
+
+class EventDecoding(DatabaseBound):
+    """Also turns stored rows back into events: a codec and the upcasters."""
+
+    def __init__(
+        self,
+        using: str | None = None,
+        *,
+        registry: EventRegistry | None = None,
+        upcasters: UpcasterRegistry | None = None,
+    ) -> None:
+        super().__init__(using)
+        self._registry = registry
+        self._upcasters = upcasters
+        self._codec: EventCodec | None = None
+
+    @property
+    def codec(self) -> EventCodec:
+        """The codec events are encoded and decoded with (the configured registry's)."""
+        if self._codec is None:
+            # `is None`, not `or`: an empty registry is falsy, and still the one asked for.
+            registry = self._registry
+            if registry is None:
+                registry = orchestrix_settings.EVENT_REGISTRY
+            self._codec = EventCodec(registry)
+        return self._codec
+
+    @property
+    def upcasters(self) -> UpcasterRegistry | None:
+        """The upcaster registry applied on reads (None: no upcasting)."""
+        if self._upcasters is not None:
+            return self._upcasters
+        configured: UpcasterRegistry | None = orchestrix_settings.UPCASTERS
+        return configured
