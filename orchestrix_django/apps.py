@@ -28,6 +28,7 @@ class OrchestrixConfig(AppConfig):
         post_migrate.connect(_ensure_append_lock_row, sender=self)
         _import_event_modules(orchestrix_settings)
         _wire_modules()
+        _connect_wake_up()
 
 
 def _import_event_modules(orchestrix_settings: Any) -> None:
@@ -62,6 +63,14 @@ def _wire_modules() -> None:
 
     connect_signals()
     wire_modules()
+
+
+def _connect_wake_up() -> None:
+    """Connect the Celery wake-ups to ``events_committed`` (they act only when
+    ``ORCHESTRIX["WAKE_UP"] == "celery"``; Celery is imported only then)."""
+    from orchestrix_django.wakeup import connect_wake_up
+
+    connect_wake_up()
 
 
 def _ensure_append_lock_row(using: str = "default", **kwargs: Any) -> None:

@@ -8,6 +8,12 @@
 * ``orchestrix.E006`` a setting has a value of the wrong kind.
 * ``orchestrix.E007`` an ``ORCHESTRIX["MODULES"]`` entry cannot be wired (it does not
   import, has no ``register(bus, store)`` method, or is a class that needs arguments).
+* ``orchestrix.E008`` ``PROJECTIONS`` lists something else than a ``DjangoProjection``,
+  or two projections with one id.
+* ``orchestrix.E009`` a wake-up setting is wrong: ``WAKE_UP`` is not ``"none"`` or
+  ``"celery"`` (or Celery is not installed), ``CATCH_UP_INTERVAL`` or ``WAKE_UP_TTL`` is
+  not a positive number, or ``WAKE_UP_CACHE`` is not an alias of ``CACHES``.
+  ``orchestrix.W009``: the wake-up cache is local to each process.
 """
 
 from __future__ import annotations
@@ -103,7 +109,12 @@ def _check_settings() -> list[CheckMessage]:
     if not isinstance(database, str) or database not in settings.DATABASES:
         aliases = ", ".join(repr(alias) for alias in settings.DATABASES)
         errors.append(_bad_type("DATABASE", f"an alias of DATABASES ({aliases})", database))
-    for name in ("INSERT_BATCH_SIZE", "READ_CHUNK_SIZE", "MAX_READ_ALL_LIMIT"):
+    for name in (
+        "INSERT_BATCH_SIZE",
+        "READ_CHUNK_SIZE",
+        "MAX_READ_ALL_LIMIT",
+        "PROJECTION_BATCH_SIZE",
+    ):
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors.append(_bad_type(name, "a positive integer", value))
@@ -164,3 +175,94 @@ def check_modules(
         )
         for problem in problems
     ]
+
+
+@register("orchestrix")
+def check_projections(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.E008``: ``PROJECTIONS`` lists DjangoProjection objects with distinct ids."""
+    from orchestrix_django.projections import DjangoProjection
+
+    try:
+        configured = orchestrix_settings.PROJECTIONS
+    except (ImproperlyConfigured, AttributeError):
+        return []  # reported as E003/E004/E006 by check_configuration
+    if not isinstance(configured, list | tuple):
+        return [_bad_type("PROJECTIONS", "a list of DjangoProjection paths", configured)]
+    errors: list[CheckMessage] = []
+    seen: set[str] = set()
+    for entry in configured:
+        if not isinstance(entry, DjangoProjection):
+            errors.append(
+                Error(
+                    f"ORCHESTRIX['PROJECTIONS'] lists {entry!r}, which is not a DjangoProjection",
+                    hint="List the dotted paths of module-level DjangoProjection objects.",
+                    id="orchestrix.E008",
+                )
+            )
+        elif entry.projection_id in seen:
+            errors.append(
+                Error(
+                    f"two projections in ORCHESTRIX['PROJECTIONS'] are called "
+                    f"{entry.projection_id!r}",
+                    hint="Each projection keeps its checkpoint under its id: give each its own.",
+                    id="orchestrix.E008",
+                )
+            )
+        else:
+            seen.add(entry.projection_id)
+    return errors
+
+
+@register("orchestrix")
+def check_wake_up(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.E009`` / ``W009``: the settings of the Celery wake-ups."""
+    from importlib.util import find_spec
+
+    from django.core.checks import Warning as CheckWarning
+
+    try:
+        user = orchestrix_settings.user_settings
+    except ImproperlyConfigured:
+        return []  # ORCHESTRIX is not a dict: E006 says so
+    errors: list[CheckMessage] = []
+
+    def wrong(setting: str, wanted: str, value: object) -> None:
+        errors.append(
+            Error(f"ORCHESTRIX[{setting!r}] must be {wanted}, got {value!r}", id="orchestrix.E009")
+        )
+
+    mode = user.get("WAKE_UP", DEFAULTS["WAKE_UP"])
+    if mode not in ("none", "celery"):
+        wrong("WAKE_UP", '"none" or "celery"', mode)
+    elif mode == "celery" and find_spec("celery") is None:
+        errors.append(
+            Error(
+                'ORCHESTRIX["WAKE_UP"] is "celery" but Celery is not installed',
+                hint="pip install 'orchestrix[celery]', or set WAKE_UP to \"none\".",
+                id="orchestrix.E009",
+            )
+        )
+    for name in ("CATCH_UP_INTERVAL", "WAKE_UP_TTL"):
+        value = user.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            wrong(name, "a positive number of seconds", value)
+    alias = user.get("WAKE_UP_CACHE", DEFAULTS["WAKE_UP_CACHE"])
+    caches = getattr(settings, "CACHES", {})
+    if not isinstance(alias, str) or alias not in caches:
+        known = ", ".join(repr(a) for a in caches) or "none"
+        wrong("WAKE_UP_CACHE", f"an alias of CACHES ({known})", alias)
+    elif mode == "celery" and caches[alias].get("BACKEND", "").endswith("locmem.LocMemCache"):
+        errors.append(
+            CheckWarning(
+                f"the wake-up cache {alias!r} is not shared between processes",
+                hint="A worker could not clear the pending-wake-up marker a web process set, "
+                "so wake-ups would wait for WAKE_UP_TTL. Use Redis, Memcached or the "
+                "database cache.",
+                id="orchestrix.W009",
+            )
+        )
+    return errors

@@ -63,6 +63,21 @@ DEFAULTS: dict[str, Any] = {
     # Seconds ``orchestrix_run`` waits between two looks at the log for events
     # written by other processes (writes in its own process wake it at once).
     "POLL_INTERVAL": 1.0,
+    # How commits wake the projections: "none" (the default: the embedded runner,
+    # ``orchestrix_run``, keeps them up to date) or "celery" (each commit sends
+    # one ``orchestrix.advance_projection`` task per interested projection, at
+    # most one pending each; see orchestrix_django.wakeup).
+    "WAKE_UP": "none",
+    # The cache alias (settings.CACHES) holding the pending-wake-up markers. It
+    # must be shared by every process (Redis, Memcached, the database cache),
+    # not local memory.
+    "WAKE_UP_CACHE": "default",
+    # Seconds a pending-wake-up marker lives: bounds how long a wake-up lost by
+    # the broker holds further wake-ups of its projection back.
+    "WAKE_UP_TTL": 60,
+    # Seconds between two runs of the periodic ``orchestrix.catch_up_projections``
+    # task (orchestrix_django.celery.beat_schedule()), the net for lost wake-ups.
+    "CATCH_UP_INTERVAL": 30,
 }
 
 #: Settings whose values are dotted import paths (or lists of them).

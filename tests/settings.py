@@ -4,7 +4,9 @@ The database comes from ``ORCHESTRIX_TEST_DB`` (``sqlite`` by default,
 ``postgresql`` or ``mysql``); ``scripts/test.sh`` runs the Django tests once
 per database listed in ``ORCHESTRIX_TEST_DATABASES``. Server addresses can be
 changed with ``ORCHESTRIX_PG_HOST``/``_PORT``/``_USER`` and
-``ORCHESTRIX_MYSQL_HOST``/``_PORT``/``_USER``/``_PASSWORD``.
+``ORCHESTRIX_MYSQL_HOST``/``_PORT``/``_USER``/``_PASSWORD``. Redis, the Celery
+broker and cache, must run too: ``ORCHESTRIX_TEST_REDIS_URL`` (default
+``redis://127.0.0.1:6379/15``).
 """
 
 from __future__ import annotations
@@ -112,5 +114,22 @@ ORCHESTRIX = {
         "tests.django.testapp.projections.fragile",
         "tests.django.testapp.projections.continuing",
         "tests.django.testapp.projections.flaky",
+        "tests.django.testapp.projections.slow",
     ],
+    # Processes started by the Celery tests set ORCHESTRIX_TEST_WAKE_UP=celery
+    # (tests in this process override the setting); the default is the embedded mode.
+    "WAKE_UP": os.environ.get("ORCHESTRIX_TEST_WAKE_UP", "none"),
+    "CATCH_UP_INTERVAL": float(os.environ.get("ORCHESTRIX_TEST_CATCH_UP_INTERVAL", "30")),
+}
+
+# Redis is a required service of the Django tests: the Celery broker
+# (tests/celery_app.py) and the cache the wake-up markers live in. A database
+# of its own (15 by default), which the Celery tests flush.
+TEST_REDIS_URL = os.environ.get("ORCHESTRIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": TEST_REDIS_URL,
+        "KEY_PREFIX": "orchestrix-tests",
+    }
 }

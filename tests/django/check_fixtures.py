@@ -13,6 +13,7 @@ from typing import ClassVar, TypeVar
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix_django.projections import DjangoProjection
 
 __all__ = [
     "complete_upcasters",
@@ -108,3 +109,8 @@ complete_upcasters.register("CheckFixtureParcelShipped", _ToLatest(1, 3))
 
 #: Something importable that is not a registry at all.
 not_a_registry = {"CheckFixtureParcelShipped": ParcelShipped}
+
+
+#: For orchestrix.E008: not a projection, and two projections with one id.
+not_a_projection = object()
+twin_projection = DjangoProjection("test-balances")

@@ -1,4 +1,5 @@
-"""Fixtures of the Django tests; the database server must be reachable (never skipped)."""
+"""Fixtures of the Django tests; the database server and Redis must be reachable
+(never skipped)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,22 @@ def _database_server_reachable(django_db_blocker: Any) -> None:
                 )
             finally:
                 connection.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_reachable() -> None:
+    """End the run at once when Redis (the Celery broker and the cache) is down."""
+    import redis
+
+    url = settings.TEST_REDIS_URL
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        pytest.exit(
+            f"cannot reach Redis at {url} ({error}); start it (redis-server), or point "
+            "ORCHESTRIX_TEST_REDIS_URL at a running one: the Django tests need it",
+            returncode=3,
+        )
+    finally:
+        client.close()

@@ -223,3 +223,30 @@ def test_checks_read_the_current_settings_not_a_cached_copy() -> None:
         orchestrix_messages(ORCHESTRIX={**CLEAN, "MAX_READ_ALL_LIMIT": 0})
     )
     assert orchestrix_messages(ORCHESTRIX=CLEAN) == []
+
+
+@pytest.mark.parametrize(
+    ("projections", "message"),
+    [
+        ([f"{FIXTURES}.not_a_projection"], "not a DjangoProjection"),
+        (
+            ["tests.django.testapp.projections.balances", f"{FIXTURES}.twin_projection"],
+            "'test-balances'",
+        ),
+    ],
+)
+def test_e008_projections_must_be_distinct_django_projections(
+    projections: list[str], message: str
+) -> None:
+    from orchestrix_django.checks import check_projections
+
+    with override_settings(ORCHESTRIX={**CLEAN, "PROJECTIONS": projections}):
+        errors = check_projections()
+    assert [e.id for e in errors] == ["orchestrix.E008"]
+    assert message in errors[0].msg
+
+
+def test_the_test_projects_projections_pass_e008() -> None:
+    from orchestrix_django.checks import check_projections
+
+    assert check_projections() == []

@@ -3,10 +3,16 @@
 ``balances`` is a well-behaved read model. ``fragile`` fails on deposits whose
 amount is listed in ``FAILING_AMOUNTS`` (tests add and remove amounts), and
 ``flaky`` fails the first attempt on every deposit of 7 after writing a row.
+``slow`` records every event; in a process started with
+``ORCHESTRIX_TEST_SLOW_TRACE`` set to a file path it also appends each event's
+id to that file (while its batch's transaction is open) and then sleeps
+``ORCHESTRIX_TEST_SLOW_SECONDS``, so that a test can kill a worker mid-batch.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from decimal import Decimal
 
 from django.db.models import F
@@ -80,3 +86,31 @@ def flaky_deposit(event: MoneyDeposited) -> None:
     _attempts[event.id] = _attempts.get(event.id, 0) + 1
     if event.amount == 7 and _attempts[event.id] == 1:
         raise ConnectionError("a transient failure after a write")
+
+
+@continuing.on_reset
+def clear_continuing() -> None:
+    AppliedEvent.objects.filter(projection="continuing").delete()
+
+
+@flaky.on_reset
+def clear_flaky() -> None:
+    AppliedEvent.objects.filter(projection="flaky").delete()
+
+
+slow = DjangoProjection("test-slow", batch_size=5)
+
+
+@slow.on(Event)
+def record_slowly(event: Event) -> None:
+    AppliedEvent.objects.create(projection="slow", event_id=event.id, position=0)
+    trace = os.environ.get("ORCHESTRIX_TEST_SLOW_TRACE")
+    if trace:
+        with open(trace, "a", encoding="utf-8") as file:
+            file.write(event.id + "\n")
+        time.sleep(float(os.environ.get("ORCHESTRIX_TEST_SLOW_SECONDS", "0.2")))
+
+
+@slow.on_reset
+def clear_slow() -> None:
+    AppliedEvent.objects.filter(projection="slow").delete()
