@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 __all__ = [
+    "ActiveProjection",
     "AppendLock",
     "DeadLetterRecord",
     "EventRecord",
@@ -209,3 +210,31 @@ class DeadLetterRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}: {self.message_type} ({self.status})"
+
+
+class ActiveProjection(models.Model):
+    """Which projection serves the reads of a read model, after a zero-downtime rebuild.
+
+    ``name`` is the read model's name (the id of its first projection); without
+    a row, that projection serves. ``orchestrix_rebuild`` writes the row when a
+    new version has caught up (see :func:`orchestrix_django.projections.switch_projection`).
+    """
+
+    name = models.CharField(max_length=255, primary_key=True)
+    projection_id = models.CharField(max_length=255)
+    replaced_projection_id = models.CharField(max_length=255, null=True, blank=True)
+    switched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "orchestrix_active_projection"
+        verbose_name = "active projection"
+        constraints = [
+            # One projection serves one read model. (A constraint, not
+            # unique=True: no PostgreSQL "_like" index twin.)
+            models.UniqueConstraint(
+                fields=["projection_id"], name="orchestrix_active_projection_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.projection_id}"

@@ -1,0 +1,1 @@
+"""Orchestrix's management commands (``orchestrix_*``) and what they share."""

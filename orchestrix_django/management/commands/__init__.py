@@ -1,0 +1,1 @@
+"""The ``orchestrix_*`` management commands."""

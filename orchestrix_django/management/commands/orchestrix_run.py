@@ -1,0 +1,479 @@
+"""``python manage.py orchestrix_run``: the in-process runner (the embedded default, no broker).
+
+The runner keeps the configured projections up to date from this process:
+it catches each one up (:func:`~orchestrix_django.projections.catch_up`, one
+transaction per batch), then waits until it is woken, either by the
+``events_committed`` signal of a commit in this process or by the poll
+interval (for events other processes write), and goes again. Projections
+take turns of a few batches each, so one long catch-up (a new projection
+building from the start of the log) does not hold the others back, and a
+failing projection never stops the others.
+
+SIGINT or SIGTERM stops it after the batch in hand (which commits whole),
+with a summary and exit code 0; a second signal stops it at once, and the
+database rolls the unfinished batch back. ``--once`` catches everything up
+and exits: 0 when every projection is healthy, 1 (saying what to do) when
+one is stopped at a failing event, unhealthy, or failed.
+
+The loop is :class:`EmbeddedRunner`, usable without the command (tests run
+it in a thread and stop it with :meth:`EmbeddedRunner.stop`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
+
+from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.management.console import (
+    GracefulStop,
+    count,
+    find_projection,
+    positive_float,
+    positive_int,
+    stopped_advice,
+)
+from orchestrix_django.projections import (
+    CatchUpResult,
+    DjangoProjection,
+    catch_up,
+    projection_status,
+    projections,
+)
+from orchestrix_django.signals import events_committed
+
+__all__ = ["Command", "EmbeddedRunner", "Turn"]
+
+logger = logging.getLogger("orchestrix.runner")
+
+#: The longest wait before a projection that raised is tried again, in seconds.
+MAX_BACKOFF = 60.0
+
+#: At verbosity 1, a projection catching up reports at most this often, in seconds.
+PROGRESS_SECONDS = 10.0
+
+#: ``CatchUpResult.stopped`` values that need an operator.
+FAILURE_STOPS = frozenset({"handler failed", "undecodable event"})
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One projection's turn in a pass: what its catch-up did, or the error it raised."""
+
+    projection_id: str
+    result: CatchUpResult | None
+    error: BaseException | None
+    seconds: float
+    #: It read full batches until its turn ended: more events are waiting.
+    more: bool = False
+
+
+class EmbeddedRunner:
+    """Keeps ``projections`` up to date in this process until :meth:`stop`.
+
+    Each pass gives every projection a turn of at most ``batches_per_turn``
+    batches. :meth:`run` loops: a pass, then (unless a projection has more
+    waiting) a wait of ``poll_interval`` seconds that a commit in this
+    process (the ``events_committed`` signal) or :meth:`stop` cuts short.
+    :meth:`catch_up_all` runs passes until every projection is at the head.
+    ``on_turn`` is called after every turn (the command prints from it).
+
+    A projection that raises (its database is down, a reset hook is broken,
+    …) is reported in its turn and tried again after a growing pause, while
+    the others go on; a projection stopped at a failing event stays stopped
+    (``catch_up`` reports it paused) until an operator retries or skips it.
+    """
+
+    def __init__(
+        self,
+        projections: Sequence[DjangoProjection],
+        *,
+        poll_interval: float,
+        batches_per_turn: int = 10,
+        on_turn: Callable[[Turn], None] | None = None,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be > 0, got {poll_interval}")
+        if batches_per_turn < 1:
+            raise ValueError(f"batches_per_turn must be >= 1, got {batches_per_turn}")
+        self.projections = list(projections)
+        self.poll_interval = poll_interval
+        self.batches_per_turn = batches_per_turn
+        self.on_turn = on_turn
+        #: Set by a commit in this process (or by stop()): the wait ends at once.
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._should_stop: Callable[[], bool] | None = None
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+        #: Events applied per projection since the runner started.
+        self.applied: dict[str, int] = {p.projection_id: 0 for p in self.projections}
+        #: Passes completed, and waits a commit (or stop()) cut short.
+        self.passes = 0
+        self.wakeups = 0
+
+    # -- stopping ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop after the batch in hand (thread- and signal-safe)."""
+        self._stop.set()
+        self.wake.set()
+
+    def should_stop(self) -> bool:
+        """Whether :meth:`stop` was called (or the ``should_stop`` given to run() says so)."""
+        if self._stop.is_set():
+            return True
+        return self._should_stop is not None and self._should_stop()
+
+    # -- running ----------------------------------------------------------------
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Within the block, a commit of events in this process wakes the runner."""
+        uid = f"orchestrix_run-{uuid.uuid4()}"
+
+        def nudge(**kwargs: Any) -> None:
+            self.wake.set()
+
+        events_committed.connect(nudge, weak=False, dispatch_uid=uid)
+        try:
+            yield
+        finally:
+            events_committed.disconnect(dispatch_uid=uid)
+
+    def run(self, should_stop: Callable[[], bool] | None = None) -> None:
+        """Keep every projection up to date until :meth:`stop` (or ``should_stop()``)."""
+        self._should_stop = should_stop
+        with self.listening():
+            while not self.should_stop():
+                # Cleared before the pass: a commit during the pass wakes the next one.
+                self.wake.clear()
+                turns = self.run_pass()
+                if self.should_stop():
+                    break
+                if any(turn.more for turn in turns):
+                    continue
+                if self.wake.wait(self.poll_interval):
+                    self.wakeups += 1
+
+    def catch_up_all(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Turn]:
+        """Run passes until every projection is at the head of the log (or stopped/failed).
+
+        Returns each projection's last turn. A projection that raised is not
+        tried again within the call.
+        """
+        self._should_stop = should_stop
+        last: dict[str, Turn] = {}
+        failed: set[str] = set()
+        while not self.should_stop():
+            turns = self.run_pass(skip=failed, backoff=False)
+            for turn in turns:
+                last[turn.projection_id] = turn
+                if turn.error is not None:
+                    failed.add(turn.projection_id)
+            if not any(turn.more for turn in turns):
+                break
+        return last
+
+    def run_pass(
+        self, *, skip: set[str] | frozenset[str] = frozenset(), backoff: bool = True
+    ) -> list[Turn]:
+        """Give each projection one turn; returns the turns taken."""
+        turns: list[Turn] = []
+        for projection in self.projections:
+            pid = projection.projection_id
+            if self.should_stop():
+                break
+            if pid in skip or (backoff and time.monotonic() < self._retry_at.get(pid, 0.0)):
+                continue
+            turn = self._turn(projection)
+            turns.append(turn)
+            if self.on_turn is not None:
+                self.on_turn(turn)
+        self.passes += 1
+        return turns
+
+    def _turn(self, projection: DjangoProjection) -> Turn:
+        pid = projection.projection_id
+        started = time.perf_counter()
+        try:
+            result = catch_up(
+                projection, max_batches=self.batches_per_turn, should_stop=self.should_stop
+            )
+        except Exception as error:
+            # Whatever it is, it is this projection's: the others go on. The
+            # batch in hand was rolled back with its transaction.
+            failures = self._failures[pid] = self._failures.get(pid, 0) + 1
+            delay = min(self.poll_interval * 2 ** (failures - 1), MAX_BACKOFF)
+            self._retry_at[pid] = time.monotonic() + delay
+            logger.debug("projection %s raised (failure %s)", pid, failures, exc_info=True)
+            _drop_broken_connection()
+            return Turn(pid, None, error, time.perf_counter() - started)
+        self._failures.pop(pid, None)
+        self._retry_at.pop(pid, None)
+        self.applied[pid] = self.applied.get(pid, 0) + result.applied
+        more = result.stopped is None and result.batches >= self.batches_per_turn and result.lag > 0
+        return Turn(pid, result, None, time.perf_counter() - started, more)
+
+    def retry_delay(self, projection_id: str) -> float:
+        """Seconds until a projection that raised is tried again (0 when it is not waiting)."""
+        return max(self._retry_at.get(projection_id, 0.0) - time.monotonic(), 0.0)
+
+
+def _drop_broken_connection() -> None:
+    """After an error, reconnect on the next query if the connection is unusable."""
+    connection = connections[str(orchestrix_settings.DATABASE)]
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+class Command(BaseCommand):
+    """``orchestrix_run``: run the projections in this process (see the module docs)."""
+
+    help = (
+        "Run the configured projections in this process, without a broker: catch each one "
+        "up from its checkpoint, then wait for new events (a commit in this process wakes "
+        "the runner at once; events written by other processes are found by polling). "
+        "SIGINT/SIGTERM stops it after the batch in hand, with a summary and exit code 0; "
+        "a second signal stops it at once, rolling that batch back. With --once: catch up "
+        "and exit, with exit code 1 and what to do when a projection is stopped or failing."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """The command's options."""
+        parser.add_argument(
+            "--projection",
+            action="append",
+            dest="projection_ids",
+            metavar="ID",
+            help="Run only this projection (repeat the option for several). "
+            "Default: every projection of ORCHESTRIX['PROJECTIONS'].",
+        )
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Catch every projection up to the head of the log, then exit: 0 when all "
+            "are healthy, 1 when one is stopped at a failing event, unhealthy or failing "
+            "(or a signal stopped the run first). For cron jobs, deploy scripts and CI.",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=positive_float,
+            metavar="SECONDS",
+            help="Seconds between two looks for events written by other processes "
+            "(default: ORCHESTRIX['POLL_INTERVAL'], 1.0). Commits in this process wake "
+            "the runner at once.",
+        )
+        parser.add_argument(
+            "--batches-per-turn",
+            type=positive_int,
+            default=10,
+            metavar="N",
+            help="Batches a projection runs before the next one gets its turn, so that "
+            "one long catch-up does not hold the others back (default: 10).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Run the loop (or one catch-up with --once)."""
+        self.verbosity = int(options["verbosity"])
+        selected = self._select(options["projection_ids"])
+        poll_interval = options["poll_interval"] or float(orchestrix_settings.POLL_INTERVAL)
+        self._reported: dict[str, str] = {}
+        self._pending: dict[str, tuple[int, int, float]] = {}
+        self._last_line: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._by_id = {p.projection_id: p for p in selected}
+        self._live_advice = not options["once"]
+        runner = EmbeddedRunner(
+            selected,
+            poll_interval=poll_interval,
+            batches_per_turn=options["batches_per_turn"],
+            on_turn=self._print_turn,
+        )
+        stop = GracefulStop(self.stderr)
+        stop.on_stop.append(runner.stop)
+        ids = ", ".join(p.projection_id for p in selected)
+        started = time.perf_counter()
+        with stop.install():
+            if options["once"]:
+                self._say(
+                    1, f"orchestrix_run --once: catching up {len(selected)} projection(s) ({ids})"
+                )
+                last = runner.catch_up_all()
+                self._summary(runner, selected, stop, started)
+                self._exit_status(selected, last, stop)
+                return
+            self._say(
+                1,
+                f"orchestrix_run: running {len(selected)} projection(s) ({ids}) in this "
+                f"process; polling every {poll_interval:g} s for events of other processes. "
+                "Stop with Ctrl-C or SIGTERM (the batch in hand finishes first).",
+            )
+            runner.run()
+            self._summary(runner, selected, stop, started)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _select(self, projection_ids: list[str] | None) -> list[DjangoProjection]:
+        if projection_ids:
+            return [find_projection(pid) for pid in dict.fromkeys(projection_ids)]
+        configured = list(projections().values())
+        if not configured:
+            raise CommandError(
+                "no projection is configured: list your DjangoProjection objects in "
+                "ORCHESTRIX['PROJECTIONS'] (dotted paths), then run this command again."
+            )
+        return configured
+
+    def _say(self, level: int, message: str) -> None:
+        if self.verbosity >= level:
+            self.stdout.write(message)
+            self.stdout.flush()
+
+    def _warn(self, message: str) -> None:
+        self.stderr.write(message)
+        self.stderr.flush()
+
+    def _print_turn(self, turn: Turn) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        pid = turn.projection_id
+        if turn.error is not None:
+            message = f"{type(turn.error).__name__}: {turn.error}"
+            if self._reported.get(pid) != message or self.verbosity >= 2:
+                self._reported[pid] = message
+                hint = (
+                    " Is the database reachable and migrated (python manage.py migrate)?"
+                    if isinstance(turn.error, DatabaseError)
+                    else ""
+                )
+                self._warn(
+                    f"{stamp} {pid} failed: {message}. The batch in hand was rolled back; "
+                    f"the other projections go on.{hint}"
+                )
+            return
+        result = turn.result
+        assert result is not None
+        self._print_applied(stamp, turn, result)
+        state = result.stopped if result.stopped != "asked to stop" else None
+        if state is None:
+            self._reported.pop(pid, None)
+            return
+        if self._reported.get(pid) == state or not self._live_advice:
+            return
+        self._reported[pid] = state
+        status = projection_status(pid)
+        advice = stopped_advice(self._by_id[pid], status)
+        if advice is None:
+            return
+        if state in FAILURE_STOPS or not status.healthy:
+            self._warn(f"{stamp} {advice}")
+        else:
+            self._say(1, f"{stamp} {advice}")
+
+    def _print_applied(self, stamp: str, turn: Turn, result: CatchUpResult) -> None:
+        """One line per turn at verbosity 2 (3: idle turns too); at 1, sums.
+
+        At verbosity 1 the turns of a long catch-up are summed into a line
+        every PROGRESS_SECONDS, and one when the projection reaches the head.
+        """
+        pid = turn.projection_id
+        if self.verbosity >= 2:
+            if result.applied or self.verbosity >= 3:
+                line = self._applied_line(result.applied, result.batches, turn.seconds, result)
+                self._say(2, f"{stamp} {pid}: {line}")
+            return
+        applied, batches, seconds = self._pending.get(pid, (0, 0, 0.0))
+        applied, batches, seconds = (
+            applied + result.applied,
+            batches + result.batches,
+            seconds + turn.seconds,
+        )
+        now = time.monotonic()
+        due = result.lag == 0 or result.stopped is not None
+        if applied and (due or now - self._last_line.get(pid, self._started) >= PROGRESS_SECONDS):
+            self._say(1, f"{stamp} {pid}: {self._applied_line(applied, batches, seconds, result)}")
+            self._last_line[pid] = now
+            applied, batches, seconds = 0, 0, 0.0
+        self._pending[pid] = (applied, batches, seconds)
+
+    @staticmethod
+    def _applied_line(applied: int, batches: int, seconds: float, result: CatchUpResult) -> str:
+        return (
+            f"applied {count(applied)} event(s) in {batches} "
+            f"batch{'es' if batches != 1 else ''} ({seconds:.2f} s), "
+            f"position {count(result.position)}, lag {count(result.lag)}"
+        )
+
+    def _summary(
+        self,
+        runner: EmbeddedRunner,
+        selected: list[DjangoProjection],
+        stop: GracefulStop,
+        started: float,
+    ) -> None:
+        if self.verbosity < 1:
+            return
+        how = stop.reason or ("caught up" if runner.passes else "stopped")
+        self.stdout.write(
+            f"orchestrix_run: {how} after {runner.passes} pass(es) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        for projection in selected:
+            pid = projection.projection_id
+            line = f"  {pid}: {count(runner.applied.get(pid, 0))} event(s) applied"
+            try:
+                status = projection_status(pid)
+            except DatabaseError as error:
+                line += f" (status unavailable: {error})"
+            else:
+                line += (
+                    f", position {count(status.position)}/{count(status.head)} "
+                    f"(lag {count(status.lag)})"
+                )
+                if status.paused:
+                    line += ", paused"
+                if not status.healthy:
+                    line += f", unhealthy: {status.last_error}"
+            self.stdout.write(line)
+        self.stdout.flush()
+
+    def _exit_status(
+        self, selected: list[DjangoProjection], last: dict[str, Turn], stop: GracefulStop
+    ) -> None:
+        """--once: exit code 1, with what to do, when a projection needs an operator."""
+        problems: list[str] = []
+        for projection in selected:
+            pid = projection.projection_id
+            turn = last.get(pid)
+            if turn is not None and turn.error is not None:
+                problems.append(
+                    f"{pid} failed: {type(turn.error).__name__}: {turn.error}. Its batch was "
+                    "rolled back; fix the cause (is the database reachable and migrated?) and "
+                    "run again."
+                )
+                continue
+            status = projection_status(pid)
+            advice = stopped_advice(projection, status)
+            if advice is None:
+                continue
+            if status.healthy and not status.parked:
+                self._say(1, advice)  # paused or retired: a note, not a failure
+            else:
+                problems.append(advice)
+        if stop():
+            problems.append(
+                f"interrupted ({stop.reason}) before every projection caught up: "
+                "run the command again to finish."
+            )
+        if problems:
+            raise CommandError(f"{len(problems)} problem(s):\n" + "\n".join(problems), returncode=1)
