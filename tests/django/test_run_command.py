@@ -437,3 +437,47 @@ def test_once_interrupted_by_a_signal_exits_1() -> None:
     assert code == 1, err
     assert "interrupted (stopped by SIGINT) before every projection caught up" in err
     read_model_matches_checkpoints()
+
+
+@pytest.mark.slow
+def test_four_writers_and_two_embedded_runners_build_what_a_replay_builds() -> None:
+    """The embedded mode's version of the Celery test: several `orchestrix_run`
+    processes, four writer processes, and at the end every projection equals
+    what a clean replay builds."""
+    from tests.django.test_celery_projections import (
+        ALL,
+        all_caught_up,
+        assert_applied_exactly_once,
+        open_accounts,
+        read_model,
+        wait_until,
+    )
+    from tests.django.worker_pool import run_workers
+
+    streams = [f"E-{n}" for n in range(8)]
+    open_accounts(streams)
+    runners = [start_process("--poll-interval", "0.1") for _ in range(2)]
+    try:
+        results = run_workers(
+            [
+                (
+                    "write",
+                    {"seed": seed, "saves": 40, "batch": 3, "streams": streams, "max_hold": 0.01},
+                )
+                for seed in range(4)
+            ]
+        )
+        assert all(r["outcome"] == "done" for r in results), results
+        wait_until(all_caught_up, 120, "the embedded runners catch up")
+    finally:
+        for runner in runners:
+            runner.send_signal(signal.SIGTERM)
+        outcomes = [finish(runner) for runner in runners]
+    assert [code for code, _, _ in outcomes] == [0, 0], outcomes
+    assert_applied_exactly_once()
+    live = {projection_id: read_model(projection_id) for projection_id in ALL}
+    for projection_id in ALL:
+        projection = get_projection(projection_id)
+        reset_projection(projection)
+        catch_up_for_real(projection)
+        assert read_model(projection_id) == live[projection_id], projection_id
