@@ -144,9 +144,12 @@ run_core_tests() {
         "${CORE_TESTS[@]}" -q
 }
 
-# The Django tests, with interpreter $1, on database $2.
+# The Django tests, with interpreter $1, on database $2 (and more pytest
+# arguments after those).
 run_django_tests() {
-    ORCHESTRIX_TEST_DB="$2" run_pytest "$1" "${DJANGO_TESTS[@]}" -q
+    local python="$1" db="$2"
+    shift 2
+    ORCHESTRIX_TEST_DB="$db" run_pytest "$python" "${DJANGO_TESTS[@]}" -q "$@"
 }
 
 # Print the installed Django version of interpreter $1.
@@ -256,6 +259,25 @@ for db in "${DATABASES[@]}"; do
     run_django_tests "$VENV/bin/python" "$db"
 done
 
+# --- benchmarks smoke: every workload of benchmarks/ at its smoke size ------
+# (seconds; never the full size). SQLite always, PostgreSQL when asked for; a
+# workload that errors fails the run. The peers are installed by name rather
+# than through the 'bench' extra, whose eventsourcing-django would move Django
+# back to 5.2 in this venv on Python >= 3.12; eventsourcing-django goes in with
+# --no-deps, as its metadata refuses Django 5.2 on Python 3.11 (it runs on it).
+
+section "benchmarks smoke"
+"$VENV/bin/python" "${PIP_INSTALL[@]}" "eventsourcing[postgres]>=9.4,<9.5" "matplotlib>=3.8" \
+    || die "installing the benchmarks' peers into $VENV failed"
+"$VENV/bin/python" "${PIP_INSTALL[@]}" --no-deps "eventsourcing-django==0.6" \
+    || die "installing eventsourcing-django into $VENV failed"
+bench_out="$(mktemp -d "${TMPDIR:-/tmp}/orchestrix-bench-smoke.XXXXXX")"
+for db in sqlite postgresql; do
+    [[ "$db" == sqlite ]] || contains "${DATABASES[*]}" "$db" || continue
+    "$VENV/bin/python" -m benchmarks --db "$db" --size smoke --out "$bench_out/$db" \
+        || die "benchmarks smoke failed on $db (python -m benchmarks --db $db --size smoke; report in $bench_out/$db)"
+done
+
 # --- the extra interpreters ------------------------------------------------
 
 for version in $ORCHESTRIX_TEST_PYTHONS; do
@@ -281,8 +303,11 @@ for version in $ORCHESTRIX_TEST_PYTHONS; do
 
     if [[ -n "$django" ]]; then
         for db in "${DATABASES[@]}"; do
-            section "Django $django tests on Python $version, $db"
-            run_django_tests "$venv/bin/python" "$db"
+            # The tests marked slow (worker processes killed and restarted,
+            # outages) run on the main interpreter only: they test processes
+            # and brokers, not the Django version.
+            section "Django $django tests on Python $version, $db (not marked slow)"
+            run_django_tests "$venv/bin/python" "$db" -m "not slow"
         done
     fi
 done
