@@ -149,9 +149,11 @@ class DjangoEventStore(EventDecoding):
                 # (and on SQLite a read before the first write would make a
                 # concurrent writer fail at once instead of waiting).
                 self._lock_appends(connection)
-                current = self._check_before_insert(aggregate_id, ids, expected_version)
-                if current is None:
-                    return []  # a retried save: everything is stored already
+                current = self.stream_version(aggregate_id)
+                if expected_version is not None and expected_version != current:
+                    if self._already_stored(aggregate_id, ids):
+                        return []  # a retried save: everything is stored already
+                    raise ConcurrencyError(aggregate_id, expected_version, current)
                 records = self._insert(aggregate_id, events, encoded, current, using)
                 self._update_stream(aggregate_id, records, aggregate_type, using)
                 stored = [
@@ -163,12 +165,13 @@ class DjangoEventStore(EventDecoding):
                 )
                 return stored
         except IntegrityError:
-            # Only a writer that bypasses the append lock (another tool, or a
-            # REPEATABLE READ snapshot taken before the lock) gets here: say
-            # what happened rather than leak the IntegrityError.
-            current = self._check_before_insert(aggregate_id, ids, None)
-            if current is None:
+            # The events' ids are stored already (a retried save: the common
+            # case, found here rather than by a query on every save), or a
+            # writer that bypasses the append lock (another tool, a REPEATABLE
+            # READ snapshot taken before the lock) took these versions.
+            if self._already_stored(aggregate_id, ids):
                 return []
+            current = self.stream_version(aggregate_id)
             raise ConcurrencyError(
                 aggregate_id,
                 expected_version if expected_version is not None else current,
@@ -198,32 +201,28 @@ class DjangoEventStore(EventDecoding):
                     "events_committed", name, f"{type(response).__name__}: {response}"
                 )
 
-    def _check_before_insert(
-        self, aggregate_id: str, ids: list[str], expected_version: int | None
-    ) -> int | None:
-        """The stream's version, or None when the save is a retry of a stored save."""
-        using = self.using
+    def _already_stored(self, aggregate_id: str, ids: list[str]) -> bool:
+        """Whether these events are stored already, as this very save (a retry).
+
+        Raises :class:`DuplicateEventError` when only some of them are, or
+        they are stored in another stream or at other versions.
+        """
         known = list(
-            EventRecord.objects.using(using)
+            EventRecord.objects.using(self.using)
             .filter(event_id__in=ids)
             .order_by()  # no need to sort: the rows are looked up by id
             .values_list("event_id", "stream_id", "version")
         )
-        if known:
-            by_id = {event_id: (stream, version) for event_id, stream, version in known}
-            if len(by_id) == len(ids) and all(by_id[i][0] == aggregate_id for i in ids):
-                first = by_id[ids[0]][1]
-                if [by_id[i][1] for i in ids] == list(range(first, first + len(ids))):
-                    return None
-            raise DuplicateEventError(
-                aggregate_id,
-                sorted(by_id),
-                "they are stored elsewhere or only part of this save is",
-            )
-        current = self.stream_version(aggregate_id)
-        if expected_version is not None and expected_version != current:
-            raise ConcurrencyError(aggregate_id, expected_version, current)
-        return current
+        if not known:
+            return False
+        by_id = {event_id: (stream, version) for event_id, stream, version in known}
+        if len(by_id) == len(ids) and all(by_id[i][0] == aggregate_id for i in ids):
+            first = by_id[ids[0]][1]
+            if [by_id[i][1] for i in ids] == list(range(first, first + len(ids))):
+                return True
+        raise DuplicateEventError(
+            aggregate_id, sorted(by_id), "they are stored elsewhere or only part of this save is"
+        )
 
     @staticmethod
     def _lock_appends(connection: Any) -> None:
