@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    # Serves the admin's CSS and scripts from the live server of the browser tests.
+    "django.contrib.staticfiles",
     "orchestrix_django",
     "tests.django.testapp",
 ]
@@ -55,6 +57,7 @@ TEMPLATES = [
 ]
 
 ROOT_URLCONF = "tests.django.urls"
+STATIC_URL = "/static/"
 
 if DB == "sqlite":
     # A file, not memory: tests with several threads or processes need real
