@@ -14,6 +14,9 @@
   ``"celery"`` (or Celery is not installed), ``CATCH_UP_INTERVAL`` or ``WAKE_UP_TTL`` is
   not a positive number, or ``WAKE_UP_CACHE`` is not an alias of ``CACHES``.
   ``orchestrix.W009``: the wake-up cache is local to each process.
+* ``orchestrix.E010`` ``SAGAS`` lists something the workers cannot run (neither a
+  ``DjangoSaga`` nor a core ``Saga`` on a ``DjangoSagaStateStore``), or two sagas with
+  one type; or ``SAGA_SWEEP_INTERVAL`` or ``SAGA_RESUME_AFTER`` is not a positive number.
 """
 
 from __future__ import annotations
@@ -265,4 +268,53 @@ def check_wake_up(
                 id="orchestrix.W009",
             )
         )
+    return errors
+
+
+@register("orchestrix")
+def check_sagas(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.E010``: ``SAGAS`` lists sagas the workers can run, with distinct types."""
+    from orchestrix.core.execution.saga import Saga
+    from orchestrix_django.sagas import DjangoSaga
+
+    try:
+        user = orchestrix_settings.user_settings
+    except ImproperlyConfigured:
+        return []  # ORCHESTRIX is not a dict: E006 says so
+    errors: list[CheckMessage] = []
+
+    def wrong(message: str, hint: str | None = None) -> None:
+        errors.append(Error(message, hint=hint, id="orchestrix.E010"))
+
+    for name in ("SAGA_SWEEP_INTERVAL", "SAGA_RESUME_AFTER"):
+        value = user.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            wrong(f"ORCHESTRIX[{name!r}] must be a positive number of seconds, got {value!r}")
+    try:
+        configured = orchestrix_settings.SAGAS
+    except (ImproperlyConfigured, AttributeError):
+        return errors  # reported as E003/E004 by check_configuration
+    if not isinstance(configured, list | tuple):
+        return [*errors, _bad_type("SAGAS", "a list of DjangoSaga paths", configured)]
+    seen: set[str] = set()
+    for entry in configured:
+        if not isinstance(entry, Saga):
+            wrong(
+                f"ORCHESTRIX['SAGAS'] lists {entry!r}, which is not a saga",
+                "List the dotted paths of module-level DjangoSaga objects.",
+            )
+            continue
+        try:
+            saga = DjangoSaga.from_saga(entry)
+        except TypeError as error:
+            wrong(str(error), "Use DjangoSaga, or state_store=DjangoSagaStateStore().")
+            continue
+        if saga.saga_type in seen:
+            wrong(
+                f"two sagas in ORCHESTRIX['SAGAS'] have the type {saga.saga_type!r}",
+                "The type names a saga's stored state: give each saga its own.",
+            )
+        seen.add(saga.saga_type)
     return errors

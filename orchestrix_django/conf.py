@@ -78,11 +78,23 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between two runs of the periodic ``orchestrix.catch_up_projections``
     # task (orchestrix_django.celery.beat_schedule()), the net for lost wake-ups.
     "CATCH_UP_INTERVAL": 30,
+    # DjangoSaga objects (or core Sagas on a DjangoSagaStateStore), dotted paths,
+    # that DjangoSaga.start() / start_saga() start and the workers or
+    # ``orchestrix_run`` execute (see orchestrix_django.sagas). Process managers
+    # are projections: they go in PROJECTIONS.
+    "SAGAS": [],
+    # Seconds between two runs of the periodic ``orchestrix.sweep_sagas`` task
+    # (orchestrix_django.saga_tasks.saga_beat_schedule()): how soon a deadline is
+    # noticed once nobody runs its saga, and the net for lost saga tasks.
+    "SAGA_SWEEP_INTERVAL": 10,
+    # Seconds an unfinished saga that nobody runs must have been idle before the
+    # sweep sends it to the workers again (its task was lost).
+    "SAGA_RESUME_AFTER": 60,
 }
 
 #: Settings whose values are dotted import paths (or lists of them).
 IMPORT_STRINGS: frozenset[str] = frozenset(
-    {"EVENT_REGISTRY", "UPCASTERS", "OBSERVABILITY", "PROJECTIONS"}
+    {"EVENT_REGISTRY", "UPCASTERS", "OBSERVABILITY", "PROJECTIONS", "SAGAS"}
 )
 
 

@@ -18,6 +18,9 @@
   (one worker, one projection after the other), for set-ups without a
   separate queue for the wake-ups.
 
+The saga tasks, ``orchestrix.run_saga`` and ``orchestrix.sweep_sagas``, are
+defined in :mod:`orchestrix_django.saga_tasks` and registered with these.
+
 Both tasks use the JSON serializer and store no result. The logic lives in
 :mod:`orchestrix_django.projections`; a failing catch-up is logged by
 Celery and retried by the next wake-up or periodic run.
@@ -181,3 +184,9 @@ def catch_up_projections(inline: bool = False) -> list[str]:
             ", ".join(lagging),
         )
     return lagging
+
+
+# The saga tasks (orchestrix.run_saga, orchestrix.sweep_sagas) live in their own
+# module; importing it here registers them wherever Celery finds this one
+# (``app.autodiscover_tasks()``, ``include=["orchestrix_django.tasks"]``).
+from orchestrix_django import saga_tasks  # noqa: E402, F401

@@ -24,7 +24,7 @@ from typing import Any
 
 from celery import Celery
 
-from orchestrix_django.celery import beat_schedule
+from orchestrix_django.celery import beat_schedule, saga_beat_schedule
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
@@ -57,5 +57,6 @@ app.conf.update(
 
 @app.on_after_finalize.connect  # type: ignore[untyped-decorator]
 def _add_orchestrix_schedule(sender: Celery, **kwargs: Any) -> None:
-    """The periodic catch-up, every ``ORCHESTRIX["CATCH_UP_INTERVAL"]`` seconds."""
+    """The periodic catch-up and saga sweep (``CATCH_UP_INTERVAL``, ``SAGA_SWEEP_INTERVAL``)."""
     sender.conf.beat_schedule.update(beat_schedule())
+    sender.conf.beat_schedule.update(saga_beat_schedule())

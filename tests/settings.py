@@ -111,7 +111,7 @@ if os.environ.get("ORCHESTRIX_WORKER_DB_NAME"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ORCHESTRIX = {
-    "EVENT_MODULES": ["tests.django.testapp.events"],
+    "EVENT_MODULES": ["tests.django.testapp.events", "tests.django.testapp.sagas"],
     "PROJECTIONS": [
         "tests.django.testapp.projections.balances",
         "tests.django.testapp.projections.fragile",
@@ -123,7 +123,25 @@ ORCHESTRIX = {
     # (tests in this process override the setting); the default is the embedded mode.
     "WAKE_UP": os.environ.get("ORCHESTRIX_TEST_WAKE_UP", "none"),
     "CATCH_UP_INTERVAL": float(os.environ.get("ORCHESTRIX_TEST_CATCH_UP_INTERVAL", "30")),
+    "SAGAS": [
+        "tests.django.testapp.sagas.order_fulfillment",
+        "tests.django.testapp.sagas.order_fulfillment_core",
+        "tests.django.testapp.sagas.order_with_deadline",
+        "tests.django.testapp.sagas.order_awaiting_confirmation",
+    ],
+    # The saga tests' workers set these short through the environment.
+    "SAGA_SWEEP_INTERVAL": float(os.environ.get("ORCHESTRIX_TEST_SAGA_SWEEP_INTERVAL", "10")),
+    "SAGA_RESUME_AFTER": float(os.environ.get("ORCHESTRIX_TEST_SAGA_RESUME_AFTER", "60")),
 }
+
+# Workers of the process manager tests also run the test app's process manager
+# and its command handlers (tests in this process override the settings).
+if os.environ.get("ORCHESTRIX_TEST_PROCESS_MANAGERS"):
+    ORCHESTRIX["PROJECTIONS"] = [
+        *ORCHESTRIX["PROJECTIONS"],
+        "tests.django.testapp.sagas.order_process",
+    ]
+    ORCHESTRIX["MODULES"] = ["tests.django.testapp.sagas.OrderCommands"]
 
 # Redis is a required service of the Django tests: the Celery broker
 # (tests/celery_app.py) and the cache the wake-up markers live in. A database

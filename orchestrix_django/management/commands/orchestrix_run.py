@@ -17,6 +17,15 @@ one is stopped at a failing event, unhealthy, or failed.
 
 The loop is :class:`EmbeddedRunner`, usable without the command (tests run
 it in a thread and stop it with :meth:`EmbeddedRunner.stop`).
+
+When ``ORCHESTRIX["SAGAS"]`` (or a process manager) is configured and no
+``--projection`` is chosen, the command also runs the sagas in this process
+(:class:`~orchestrix_django.saga_runner.EmbeddedSagaRunner`, a thread of its
+own): every poll interval it times out overdue sagas, fires the due deadlines
+of process managers and runs the sagas nobody runs (PENDING ones started with
+``WAKE_UP = "none"``, and those whose runner died). A stop lets the saga in
+hand finish its step. ``--once`` does one such pass after the catch-up;
+``--no-sagas`` leaves sagas alone.
 """
 
 from __future__ import annotations
@@ -282,12 +291,19 @@ class Command(BaseCommand):
             help="Batches a projection runs before the next one gets its turn, so that "
             "one long catch-up does not hold the others back (default: 10).",
         )
+        parser.add_argument(
+            "--no-sagas",
+            action="store_true",
+            help="Do not run sagas (they run, with ORCHESTRIX['SAGAS'] configured, unless "
+            "--projection is given).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the loop (or one catch-up with --once)."""
         self.verbosity = int(options["verbosity"])
-        selected = self._select(options["projection_ids"])
         poll_interval = options["poll_interval"] or float(orchestrix_settings.POLL_INTERVAL)
+        saga_runner = self._saga_runner(options, poll_interval)
+        selected = self._select(options["projection_ids"], sagas=saga_runner is not None)
         self._reported: dict[str, str] = {}
         self._pending: dict[str, tuple[int, int, float]] = {}
         self._last_line: dict[str, float] = {}
@@ -302,6 +318,8 @@ class Command(BaseCommand):
         )
         stop = GracefulStop(self.stderr)
         stop.on_stop.append(runner.stop)
+        if saga_runner is not None:
+            stop.on_stop.append(saga_runner.stop)
         ids = ", ".join(p.projection_id for p in selected)
         started = time.perf_counter()
         with stop.install():
@@ -310,7 +328,10 @@ class Command(BaseCommand):
                     1, f"orchestrix_run --once: catching up {len(selected)} projection(s) ({ids})"
                 )
                 last = runner.catch_up_all()
+                if saga_runner is not None and not stop():
+                    saga_runner.run_pass()
                 self._summary(runner, selected, stop, started)
+                self._saga_summary(saga_runner)
                 self._exit_status(selected, last, stop)
                 return
             self._say(
@@ -319,16 +340,52 @@ class Command(BaseCommand):
                 f"process; polling every {poll_interval:g} s for events of other processes. "
                 "Stop with Ctrl-C or SIGTERM (the batch in hand finishes first).",
             )
-            runner.run()
+            if saga_runner is not None:
+                saga_runner.start()
+            try:
+                runner.run()
+            finally:
+                if saga_runner is not None:
+                    saga_runner.stop(wait=60)
             self._summary(runner, selected, stop, started)
+            self._saga_summary(saga_runner)
 
     # -- helpers --------------------------------------------------------------------
 
-    def _select(self, projection_ids: list[str] | None) -> list[DjangoProjection]:
+    def _saga_runner(self, options: dict[str, Any], poll_interval: float) -> Any:
+        """The saga runner, unless sagas are left out (no saga, --no-sagas, --projection)."""
+        if options["no_sagas"] or options["projection_ids"]:
+            return None
+        from orchestrix_django.saga_runner import EmbeddedSagaRunner, has_saga_work
+
+        if not has_saga_work():
+            return None
+        return EmbeddedSagaRunner(poll_interval=poll_interval, on_pass=self._print_saga_pass)
+
+    def _print_saga_pass(self, outcome: dict[str, list[str]]) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        for action, saga_ids in outcome.items():
+            if saga_ids:
+                what = action.replace("_", " ")
+                self._say(1, f"{stamp} sagas {what}: {', '.join(saga_ids)}")
+
+    def _saga_summary(self, saga_runner: Any) -> None:
+        if saga_runner is None or self.verbosity < 1:
+            return
+        line = (
+            f"  sagas: {count(saga_runner.ran)} run, "
+            f"{count(saga_runner.fired)} process deadline(s) fired"
+        )
+        if saga_runner.errors:
+            line += f", {saga_runner.errors} failed pass(es) (see the log)"
+        self.stdout.write(line)
+        self.stdout.flush()
+
+    def _select(self, projection_ids: list[str] | None, *, sagas: bool) -> list[DjangoProjection]:
         if projection_ids:
             return [find_projection(pid) for pid in dict.fromkeys(projection_ids)]
         configured = list(projections().values())
-        if not configured:
+        if not configured and not sagas:
             raise CommandError(
                 "no projection is configured: list your DjangoProjection objects in "
                 "ORCHESTRIX['PROJECTIONS'] (dotted paths), then run this command again."

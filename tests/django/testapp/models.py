@@ -22,3 +22,18 @@ class AppliedEvent(models.Model):
     projection = models.CharField(max_length=64)
     event_id = models.CharField(max_length=64)
     position = models.BigIntegerField()
+
+
+class SagaStepCall(models.Model):
+    """The calls of one saga step (or compensation) of the test app, keyed by idempotency key.
+
+    ``key`` is ``"<idempotency key>:<action|compensation|timeout>"``: the row is
+    the step's effect, applied once whatever the number of calls; ``calls``
+    counts the calls (a step interrupted by a crash is called again).
+    """
+
+    key = models.CharField(max_length=255, primary_key=True)
+    saga_id = models.CharField(max_length=255)
+    step = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16)
+    calls = models.PositiveIntegerField(default=0)
