@@ -274,7 +274,9 @@ section "benchmarks smoke"
 bench_out="$(mktemp -d "${TMPDIR:-/tmp}/orchestrix-bench-smoke.XXXXXX")"
 for db in sqlite postgresql; do
     [[ "$db" == sqlite ]] || contains "${DATABASES[*]}" "$db" || continue
+    # A database name of this run's own: two runs on one server must not drop each other's.
     "$VENV/bin/python" -m benchmarks --db "$db" --size smoke --out "$bench_out/$db" \
+        --pg-name "orchestrix_bench_smoke_$$" \
         || die "benchmarks smoke failed on $db (python -m benchmarks --db $db --size smoke; report in $bench_out/$db)"
 done
 
