@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks                       # SQLite, full size, every workload
     python -m benchmarks --db postgresql       # on PostgreSQL (127.0.0.1:5432, user postgres)
     python -m benchmarks --size smoke          # seconds: what CI runs
+    python -m benchmarks --size medium         # minutes: a tenth of the full sizes
     python -m benchmarks --only append,load    # some workloads
     python -m benchmarks --out DIR             # default benchmarks/results/<timestamp>/
 

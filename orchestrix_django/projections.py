@@ -19,8 +19,15 @@ Each batch is one transaction: the handlers' writes to models in the same
 database and the new checkpoint commit together, so a crash at any point
 neither skips nor repeats an event. The projection's state row is locked for
 the batch, so only one runner advances a projection at a time, however many
-workers run. Each handler call runs in a savepoint: a failed attempt leaves
-no partial writes behind, and its retries (``retry_policy``) start clean.
+workers run. A failed handler attempt leaves no partial writes behind, and
+its retries (``retry_policy``) start clean: a batch of plain-function
+handlers first runs in one savepoint, in the runner's thread (the fast path);
+if any handler raises, that savepoint rolls back and the batch runs again with
+a savepoint per handler attempt, the retry policy and the failure mode, so it
+stops at the failing event exactly as if the fast path had never run. (A
+handler's effects outside the database, such as an e-mail, may therefore
+happen twice for the events before a failing one in its batch; keep such
+effects out of projections, or make them idempotent.)
 
 When a handler still fails after its retries, the event is parked in the
 dead-letter queue and, by ``failure_mode``:
@@ -107,7 +114,8 @@ class DjangoProjection(ProjectionEngine):
     """A :class:`ProjectionEngine` whose state, dead letters and handlers live in Django.
 
     Handlers may be plain functions using the ORM (they run in the runner's
-    thread and transaction, each call in a savepoint) or coroutine functions.
+    thread and transaction; see the module docs for savepoints) or coroutine
+    functions.
     ``batch_size`` defaults to ``ORCHESTRIX["PROJECTION_BATCH_SIZE"]``.
     """
 
@@ -142,6 +150,7 @@ class DjangoProjection(ProjectionEngine):
         self._batch_size = batch_size
         # One engine per process; runners in several threads take turns.
         self.thread_lock = threading.RLock()
+        self._failed_directly: _DirectFailure | None = None
 
     @property
     def batch_size(self) -> int:
@@ -158,10 +167,28 @@ class DjangoProjection(ProjectionEngine):
 
     async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:
         """Run a sync handler in the runner's thread, inside a savepoint."""
+        failed = self._failed_directly
+        if failed is not None and failed.event is event and failed.handler is handler:
+            # This attempt already ran, and failed, in the runner's batch
+            # savepoint (rolled back since): it counts as the first attempt.
+            self._failed_directly = None
+            raise failed.error
         if iscoroutinefunction(handler):
             await handler(event)
             return
         await sync_to_async(_in_savepoint, thread_sensitive=True)(handler, event)
+
+    def runs_batches_directly(self) -> bool:
+        """Whether the runner may apply whole batches itself (see :func:`catch_up`).
+
+        True when every handler is a plain function, no tracing provider wants
+        a span per event, and no subclass changed how handlers are invoked.
+        """
+        return (
+            self.tracing is None
+            and type(self).invoke_handler is DjangoProjection.invoke_handler
+            and not any(iscoroutinefunction(handler) for handler in self.handlers())
+        )
 
 
 def _in_savepoint(handler: Callable[[Any], Any], event: Event) -> None:
@@ -299,7 +326,11 @@ def _run_batch(projection: DjangoProjection, store: DjangoEventStore) -> _BatchO
         if locked.paused:
             position = locked.state.last_processed_position
             return _BatchOutcome(0, 0, position, "paused")
-        state: ProjectionState = async_to_sync(projection.initialize)()
+        state: ProjectionState = locked.state
+        if projection.runs_batches_directly() and state.is_healthy:
+            projection.adopt_state(state)  # the row just locked: no second read
+        else:
+            state = async_to_sync(projection.initialize)()
         after = state.last_processed_position
         unreadable: EventDecodeError | UnknownEventTypeError | None = None
         try:
@@ -319,7 +350,7 @@ def _run_batch(projection: DjangoProjection, store: DjangoEventStore) -> _BatchO
         if not batch and unreadable is None:
             return _BatchOutcome(0, 0, after, None)
         try:
-            applied = async_to_sync(projection.process_events)(batch) if batch else 0
+            applied = _apply(projection, states, batch)
         except HandlerError as error:
             # The events before the failing one, and the unhealthy state, are
             # applied and saved: this transaction commits them.
@@ -337,6 +368,103 @@ def _run_batch(projection: DjangoProjection, store: DjangoEventStore) -> _BatchO
             _halt(projection, states, unreadable, position)
             return _BatchOutcome(len(batch), applied, position, "undecodable event")
         return _BatchOutcome(len(batch), applied, position, None)
+
+
+@dataclass(frozen=True)
+class _DirectFailure:
+    """A handler that raised while the runner applied a batch directly."""
+
+    index: int
+    event: Event
+    handler: Callable[[Any], Any] | None  # None: it was not a handler that raised
+    error: Exception
+
+
+def _apply(
+    projection: DjangoProjection, states: DjangoProjectionStateStore, batch: list[StoredEvent]
+) -> int:
+    """Apply ``batch`` (in the batch's transaction); returns how many events it applied.
+
+    The fast path first (:func:`_apply_directly`). When one of its handlers
+    raises, the savepoint has rolled everything back: the events before the
+    failing one are applied directly again, and the rest goes through the
+    engine, one savepoint per handler attempt, with the retry policy and the
+    failure mode. The failed attempt counts as the failing handler's first
+    attempt, so the handler runs exactly as often as without the fast path
+    and the batch stops (or parks) at the same event in the same state.
+    """
+    if not batch:
+        return 0
+    if not projection.runs_batches_directly():
+        return int(async_to_sync(projection.process_events)(batch))
+    failure = _apply_directly(projection, batch)
+    if failure is None:
+        return _mark_applied(projection, states, batch)
+    applied = 0
+    rest = batch
+    before = batch[: failure.index]
+    if not before or _apply_directly(projection, before) is None:
+        if before:
+            applied = _mark_applied(projection, states, before)
+        rest = batch[failure.index :]
+        if failure.handler is not None:
+            projection._failed_directly = failure
+    try:
+        return applied + int(async_to_sync(projection.process_events)(rest))
+    finally:
+        projection._failed_directly = None
+
+
+def _mark_applied(
+    projection: DjangoProjection, states: DjangoProjectionStateStore, batch: list[StoredEvent]
+) -> int:
+    """Move the checkpoint past ``batch``, applied directly, and save it (in this thread)."""
+    if not projection.get_state().is_healthy and projection.on_failure == "park":
+        # Health then depends on the parked letters: the engine settles it.
+        return int(async_to_sync(projection.mark_applied)(batch))
+    applied = projection.advance_past(batch)
+    if applied:
+        states.save_state(projection.get_state())
+        projection.mark_saved()
+    return applied
+
+
+def _apply_directly(
+    projection: DjangoProjection, batch: list[StoredEvent]
+) -> _DirectFailure | None:
+    """Run the batch's sync handlers in this thread, in one savepoint.
+
+    The fast path of a batch: one savepoint for the whole batch instead of one
+    per handler call, and no thread hop per call. Returns None when every
+    handler succeeded, or which one raised (the savepoint is rolled back then).
+    """
+    record: StoredEvent | None = None
+    handler: Callable[[Any], Any] | None = None
+    routes: dict[tuple[type[Event], str], tuple[Callable[[Any], Any], ...]] = {}
+    try:
+        with transaction.atomic(using=str(orchestrix_settings.DATABASE)):
+            for record in batch:
+                event = record.event
+                handler = None
+                key = (type(event), event.type)
+                handlers = routes.get(key)
+                if handlers is None:
+                    handlers = routes[key] = projection.handlers_for(event)
+                for handler in handlers:
+                    handler(event)
+                handler = None
+    except Exception as error:
+        assert record is not None
+        logger.debug(
+            "projection %s: %s raised on the event at position %s; applying its batch "
+            "again with a savepoint per handler attempt",
+            projection.projection_id,
+            getattr(handler, "__qualname__", handler),
+            record.position,
+        )
+        index = next(i for i, candidate in enumerate(batch) if candidate is record)
+        return _DirectFailure(index, record.event, handler, error)
+    return None
 
 
 def _count_applied(batch: list[StoredEvent], before: int, state: ProjectionState) -> int:

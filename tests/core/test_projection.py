@@ -306,6 +306,69 @@ def test_on_rejects_what_is_not_an_event_type() -> None:
         run(engine.process_events(["nope"]))  # type: ignore[list-item]
 
 
+def test_handlers_for_routes_like_process_events() -> None:
+    engine = ProjectionEngine("p", InMemoryProjectionStateStore())
+
+    def on_created(event: Event) -> None: ...
+
+    def on_any_order(event: Event) -> None: ...
+
+    def on_rename(event: Event) -> None: ...
+
+    engine.on(OrderCreated)(on_created)
+    engine.on(OrderEvent)(on_any_order)
+    engine.on(PREFIX + "OrderCreated")(on_created)
+    engine.on(CustomerRenamed)(on_rename)
+    assert engine.handlers_for(created("A")) == (on_created, on_any_order)
+    assert engine.handlers_for(OrderShipped(order_id="A")) == (on_any_order,)
+    assert engine.handlers() == (on_created, on_any_order, on_rename)
+
+
+def test_mark_applied_advances_as_process_events_would() -> None:
+    """A runner that ran the handlers itself: one save, same state as process_events."""
+    store = CountingStore()
+    metrics = RecordingMetrics()
+    engine = ProjectionEngine(
+        "p",
+        store,
+        observability=ObservabilityHooks(metrics_provider=metrics),
+        checkpoint_every=None,
+    )
+    twin = ProjectionEngine("twin", InMemoryProjectionStateStore(), checkpoint_every=None)
+    batch = [stored(2, created("A")), stored(5, created("B")), stored(9, created("C"))]
+    run(engine.initialize())
+    saves_before = len(store.saves)
+    assert run(engine.mark_applied(batch)) == 3
+    assert run(twin.process_events(batch)) == 3
+    state, expected = engine.get_state(), twin.get_state()
+    assert (state.last_processed_position, state.last_processed_event_id) == (9, batch[2].event.id)
+    assert state.events_processed == expected.events_processed == 3
+    assert len(store.saves) == saves_before + 1
+    assert store.load_state("p") == state
+    assert metrics.total("orchestrix.projections.events") == 3
+    # Behind the checkpoint: nothing moves, and the plain event's id is remembered.
+    assert run(engine.mark_applied([stored(5, created("B")), stored(10, created("D"))])) == 1
+    plain = created("E")
+    assert run(engine.mark_applied([plain])) == 1
+    assert run(engine.mark_applied([plain])) == 0
+    assert run(engine.process_events([plain])) == 0
+    assert engine.get_state().last_processed_position == 11
+
+
+def test_mark_applied_makes_a_stopped_projection_healthy_again() -> None:
+    engine = ProjectionEngine("p", InMemoryProjectionStateStore())
+
+    def fail(event: Event) -> None:
+        raise Boom("no")
+
+    engine.on(OrderShipped)(fail)
+    with pytest.raises(HandlerError):
+        run(engine.process_events([stored(1, OrderShipped(order_id="A"))]))
+    assert not engine.is_healthy()
+    run(engine.mark_applied([stored(1, OrderShipped(order_id="A"))]))
+    assert engine.is_healthy()
+
+
 # ---------------------------------------------------------------- idempotency
 
 

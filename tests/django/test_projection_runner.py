@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
@@ -197,6 +198,37 @@ def test_a_failed_attempt_leaves_no_partial_write_and_the_retry_applies_once() -
     assert result.applied == 1 and result.stopped is None
     assert applied("flaky") == log_ids()  # one row: the failed attempt's row rolled back
     assert projection_status("test-flaky").healthy
+
+
+def test_a_failure_mid_batch_costs_no_extra_attempt_and_keeps_order() -> None:
+    """The batch's fast path fails at the 7: the events before it are applied once,
+    and the handler runs on the 7 exactly as often as its retry policy says."""
+    store = DjangoEventStore()
+    store.save("H-2", [MoneyDeposited(account_id="H-2", amount=Decimal(a)) for a in (1, 2, 7, 3)])
+    result = catch_up(get_projection("test-flaky"))
+    assert result.applied == 4 and result.stopped is None
+    assert applied("flaky") == log_ids()
+    by_amount = {
+        event.amount: testapp_projections._attempts[event.id]
+        for event in store.load("H-2")
+        if isinstance(event, MoneyDeposited)
+    }
+    # The fast path's failed attempt on the 7 was its first: one more succeeded.
+    assert by_amount[Decimal(7)] == 2
+    assert by_amount[Decimal(3)] == 1
+
+
+def test_a_batch_of_plain_handlers_runs_in_one_savepoint() -> None:
+    store = DjangoEventStore()
+    for n in range(5):
+        open_account(store, f"S-{n}", list(range(1, 20)))  # 100 events
+    with CaptureQueriesContext(connection) as queries:
+        result = catch_up(get_projection("test-balances"))
+    assert result.applied == 100
+    savepoints = [q for q in queries.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    # One for the batch's handlers; per event there would be a hundred.
+    assert len(savepoints) <= 3, [q["sql"] for q in savepoints]
+    assert AccountBalance.objects.get(account_id="S-4").events == 20
 
 
 def test_two_runners_at_once_apply_every_event_exactly_once() -> None:

@@ -88,7 +88,7 @@ import enum
 import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
@@ -398,6 +398,14 @@ class ProjectionEngine:
         """The registered event classes and type strings, in registration order, once each."""
         return tuple(dict.fromkeys(registration.key for registration in self._registrations))
 
+    def handlers(self) -> tuple[Callable[[Any], Any], ...]:
+        """Every registered handler, in registration order, once each."""
+        return tuple(dict.fromkeys(registration.handler for registration in self._registrations))
+
+    def handlers_for(self, event: Event) -> tuple[Callable[[Any], Any], ...]:
+        """The handlers ``event`` is routed to, in the order they run (see :meth:`on`)."""
+        return tuple(registration.handler for registration in self._handlers_for(event))
+
     # -- state --------------------------------------------------------------
 
     @property
@@ -470,6 +478,98 @@ class ProjectionEngine:
         async with self._exclusive():
             await self._ensure_loaded()
             return await self._process_batch(events, "projection.process_events")
+
+    async def mark_applied(self, events: Sequence[Event | StoredEvent]) -> int:
+        """Move the checkpoint past ``events``, whose handlers the caller ran itself.
+
+        For runners with a faster path than :meth:`process_events` (a database
+        runner applying a whole batch of sync handlers in one savepoint): the
+        state advances as if :meth:`process_events` had applied them (see
+        :meth:`advance_past`) and is saved once. Returns how many events moved
+        the checkpoint.
+        """
+        async with self._exclusive():
+            await self._ensure_loaded()
+            applied = self.advance_past(events)
+            if self._dirty:
+                await self._save()
+            await self._settle_health()
+            return applied
+
+    def advance_past(self, events: Sequence[Event | StoredEvent]) -> int:
+        """Advance the in-memory state past ``events``, applied by the caller; no save.
+
+        The synchronous core of :meth:`mark_applied`, for a runner that saves
+        the state itself (in the transaction of the read model's writes): the
+        position, last event id, counters, health and the duplicate window move
+        as :meth:`process_events` would move them. Events already behind the
+        checkpoint are not counted. Returns how many events moved it; the
+        caller saves :meth:`get_state` (until then the engine saves it at its
+        next operation).
+        """
+        state = self.get_state()
+        last_position = state.last_processed_position
+        last_id = state.last_processed_event_id
+        applied = 0
+        window = self.dedupe_window
+        recent = self._recent_ids
+        moved: list[str] = []  # ids of the events that moved the checkpoint
+        for item in events:
+            if type(item) is StoredEvent:
+                log_position: int | None = item.position
+                event = item.event
+            else:
+                event, log_position, _, _ = _unpack(item)
+            if log_position is None:
+                if event.id == last_id or event.id in recent:
+                    continue
+                log_position = last_position + 1
+                if window:
+                    # Later plain events of this call must see this one.
+                    recent[event.id] = None
+            elif log_position <= last_position:
+                continue
+            last_position, last_id = log_position, event.id
+            applied += 1
+            moved.append(event.id)
+        if window and moved:
+            # Only the newest `window` ids survive: add just those.
+            for event_id in moved[-window:]:
+                recent[event_id] = None
+                recent.move_to_end(event_id)
+            while len(recent) > window:
+                recent.popitem(last=False)
+        if applied:
+            self._state = dataclasses.replace(
+                state,
+                last_processed_position=last_position,
+                last_processed_event_id=last_id,
+                updated_at=_utc_now(),
+                events_processed=state.events_processed + applied,
+                # As after a success in process_events (see _advance).
+                is_healthy=True if self.on_failure == "stop" else state.is_healthy,
+            )
+            self._dirty = True
+            self.observability.record_projection_processed(
+                self.projection_id, applied, last_position
+            )
+        return applied
+
+    def adopt_state(self, state: ProjectionState) -> None:
+        """Take ``state``, read from the state store by the caller, as the current state.
+
+        For a runner that reads (and locks) the state itself: the same as
+        :meth:`initialize` finding ``state`` in the store, without a second read.
+        """
+        if state.projection_id != self.projection_id:
+            raise ValueError(
+                f"adopt_state() got the state of {state.projection_id!r} for {self.projection_id!r}"
+            )
+        self._take_loaded(state)
+
+    def mark_saved(self) -> None:
+        """Tell the engine that the caller saved :meth:`get_state` (see :meth:`advance_past`)."""
+        self._dirty = False
 
     async def replay(self, events: Iterable[Event | StoredEvent]) -> int:
         """Rebuild from scratch: :meth:`reset`, then process ``events``."""
@@ -832,17 +932,17 @@ class ProjectionEngine:
                     f"the state store returned the state of {loaded.projection_id!r} "
                     f"for {self.projection_id!r}"
                 )
-            current = self._state
-            if (
-                current is not None
-                and loaded.last_processed_position < current.last_processed_position
-            ):
-                # Someone reset the checkpoint behind our back: the ids we
-                # remember are no longer "processed".
-                self._recent_ids.clear()
-            self._state = loaded
-            self._dirty = False
+            self._take_loaded(loaded)
         await self._settle_health()
+
+    def _take_loaded(self, loaded: ProjectionState) -> None:
+        current = self._state
+        if current is not None and loaded.last_processed_position < current.last_processed_position:
+            # Someone reset the checkpoint behind our back: the ids we
+            # remember are no longer "processed".
+            self._recent_ids.clear()
+        self._state = loaded
+        self._dirty = False
 
     async def _save(self) -> None:
         result = self.state_store.save_state(self.get_state())

@@ -681,12 +681,7 @@ class DataclassCodec:
         return out
 
     def decode(self, data: Mapping[str, JsonValue], skip: frozenset[str] = frozenset()) -> Any:
-        values = self.decode_fields(data, skip)
-        cls: Any = self.cls
-        obj = cls.__new__(cls)
-        for name, value in values.items():
-            object.__setattr__(obj, name, value)
-        return obj
+        return _build(self.cls, self.decode_fields(data, skip))
 
     def decode_fields(
         self, data: Mapping[str, JsonValue], skip: frozenset[str] = frozenset()
@@ -713,6 +708,28 @@ class DataclassCodec:
 
 def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
+
+
+_dict_backed: dict[type, bool] = {}
+
+
+def _build(cls: Any, values: dict[str, Any]) -> Any:
+    """An instance of the dataclass ``cls`` with ``values``, without calling ``__init__``.
+
+    Frozen dataclasses refuse ``setattr``: the values go straight into the
+    instance's ``__dict__`` (one update), or through ``object.__setattr__``
+    when a class of the hierarchy keeps fields in ``__slots__``.
+    """
+    obj = cls.__new__(cls)
+    backed = _dict_backed.get(cls)
+    if backed is None:
+        backed = _dict_backed[cls] = not any("__slots__" in vars(k) for k in cls.__mro__[:-1])
+    if backed:
+        obj.__dict__.update(values)
+    else:
+        for name, value in values.items():
+            object.__setattr__(obj, name, value)
+    return obj
 
 
 _plans: dict[type, DataclassCodec] = {}
@@ -796,22 +813,47 @@ class EventCodec:
 
     def encode(self, event: Event) -> EncodedEvent:
         """Split an event into its stored parts."""
-        plan = dataclass_codec(type(event))
+        plan = _event_plan(type(event))
+        data: dict[str, JsonValue] = {}
+        metadata: dict[str, JsonValue] = {}
+        name = ""
         try:
-            fields = plan.encode(event)
+            for name, encoder in plan.field_encoders:
+                data[name] = encoder(getattr(event, name))
+            payload = event.data
+            if payload is not None:
+                name = "data"
+                data["data"] = plan.data_encoder(payload)
+            for name, encoder in plan.meta_encoders:
+                value = getattr(event, name)
+                if value is not None:
+                    encoded = encoder(value)
+                    if encoded is not None:
+                        metadata[name] = encoded
         except TypeError as error:
-            raise TypeError(f"cannot encode event {event.type}: {error}") from None
-        data = {name: fields.pop(name) for name in list(fields) if name not in _ENVELOPE}
-        if event.data is not None:
-            data["data"] = fields["data"]
-        metadata = {name: fields[name] for name in METADATA_FIELDS if fields[name] is not None}
+            raise TypeError(
+                f"cannot encode event {event.type}: {type(event).__name__}.{name}: {error}"
+            ) from None
         return EncodedEvent(
             event_id=event.id,
             event_type=event.type,
-            schema_version=int(getattr(type(event), "schema_version", 1)),
+            schema_version=plan.schema_version,
             timestamp=event.timestamp,
             data=data,
             metadata=metadata,
+        )
+
+    def resolve(
+        self,
+        event_type: str,
+        schema_version: int,
+        *,
+        stream_id: str | None = None,
+        version: int | None = None,
+    ) -> type[Event]:
+        """The class stored events of ``event_type`` at ``schema_version`` decode to."""
+        return self.registry.resolve(
+            event_type, schema_version, stream_id=stream_id, version=version
         )
 
     def decode(
@@ -823,45 +865,144 @@ class EventCodec:
         position: int | None = None,
     ) -> Event:
         """Rebuild the event; errors name the stream, version and type."""
-        cls = self.registry.resolve(
-            encoded.event_type, encoded.schema_version, stream_id=stream_id, version=version
+        return self.decode_parts(
+            encoded.event_id,
+            encoded.event_type,
+            encoded.schema_version,
+            encoded.timestamp,
+            encoded.data,
+            encoded.metadata,
+            stream_id=stream_id,
+            version=version,
+            position=position,
         )
+
+    def decode_parts(
+        self,
+        event_id: str,
+        event_type: str,
+        schema_version: int,
+        timestamp: datetime,
+        data: dict[str, JsonValue],
+        meta: dict[str, JsonValue],
+        *,
+        stream_id: str | None = None,
+        version: int | None = None,
+        position: int | None = None,
+        cls: type[Event] | None = None,
+    ) -> Event:
+        """:meth:`decode` of the parts of an :class:`EncodedEvent` (a store's row), unwrapped.
+
+        ``cls``, when given, is the class :meth:`resolve` returned for this
+        type and schema version (a reader of many rows resolves each pair once).
+        """
+        if cls is None:
+            cls = self.resolve(event_type, schema_version, stream_id=stream_id, version=version)
         try:
-            if type(encoded.data) is not dict or type(encoded.metadata) is not dict:
+            if type(data) is not dict or type(meta) is not dict:
                 raise DecodeFailure("data and metadata must be JSON objects")
-            plan = dataclass_codec(cls)
-            values = plan.decode_fields(encoded.data, _DECODED_ELSEWHERE)
-            meta = encoded.metadata
-            for name in METADATA_FIELDS:
-                if name in meta:
-                    values[name] = plan.decoders[name](meta[name])
-                else:
-                    values[name] = plan.defaults[name]() if name != "specversion" else "1.0"
-            values["data"] = plan.decoders["data"](encoded.data.get("data"))
+            if timestamp.tzinfo is None:
+                raise DecodeFailure("stored timestamp is not timezone-aware")
+            plan = _event_plan(cls)
+            values = plan.decode(data, meta)
         except DecodeFailure as failure:
             raise EventDecodeError(
                 str(failure),
-                event_type=encoded.event_type,
+                event_type=event_type,
                 stream_id=stream_id,
                 version=version,
                 position=position,
             ) from None
-        timestamp = encoded.timestamp
-        if timestamp.tzinfo is None:
-            raise EventDecodeError(
-                "stored timestamp is not timezone-aware",
-                event_type=encoded.event_type,
-                stream_id=stream_id,
-                version=version,
-                position=position,
-            )
-        values["id"] = encoded.event_id
-        values["type"] = encoded.event_type
+        values["id"] = event_id
+        values["type"] = event_type
         values["timestamp"] = timestamp
-        event = cls.__new__(cls)
-        for name, value in values.items():
-            object.__setattr__(event, name, value)
+        event: Event = _build(cls, values)
         return event
+
+
+class _EventPlan:
+    """How to encode and decode one event class, computed once (see :func:`_event_plan`)."""
+
+    __slots__ = (
+        "data_decoder",
+        "data_encoder",
+        "field_encoders",
+        "fields",
+        "meta_decoders",
+        "meta_defaults",
+        "meta_encoders",
+        "meta_factories",
+        "schema_version",
+    )
+
+    def __init__(self, cls: type[Event]) -> None:
+        plan = dataclass_codec(cls)
+        own = [name for name in plan.names if name not in _ENVELOPE]
+        encoders = dict(zip(plan.names, plan.encoders, strict=True))
+        self.schema_version = int(getattr(cls, "schema_version", 1))
+        self.field_encoders = tuple((name, encoders[name]) for name in own)
+        self.data_encoder = encoders["data"]
+        self.meta_encoders = tuple((name, encoders[name]) for name in METADATA_FIELDS)
+        self.fields = tuple((name, plan.decoders[name], plan.defaults.get(name)) for name in own)
+        self.data_decoder = plan.decoders["data"]
+        self.meta_decoders = {name: plan.decoders[name] for name in METADATA_FIELDS}
+        defaults = {f.name: f for f in dataclasses.fields(cls)}
+        # Metadata absent from the stored row takes the class's defaults: the
+        # constant ones in one dict update, factories called per event.
+        self.meta_defaults: dict[str, Any] = {"specversion": "1.0"}
+        self.meta_factories: list[tuple[str, Callable[[], Any]]] = []
+        for name in METADATA_FIELDS:
+            if name == "specversion":
+                continue
+            field = defaults[name]
+            if field.default is not dataclasses.MISSING:
+                self.meta_defaults[name] = field.default
+            else:
+                self.meta_factories.append((name, plan.defaults[name]))
+
+    def decode(self, data: dict[str, JsonValue], meta: dict[str, JsonValue]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, decoder, default in self.fields:
+            if name in data:
+                try:
+                    values[name] = decoder(data[name])
+                except DecodeFailure as failure:
+                    raise failure.at(name) from None
+            elif default is not None:
+                values[name] = default()
+            else:
+                raise DecodeFailure(
+                    "missing in the stored data and has no default "
+                    "(give the field a default, or register an upcaster)",
+                    name,
+                )
+        values.update(self.meta_defaults)
+        for name, factory in self.meta_factories:
+            if name not in meta:
+                values[name] = factory()
+        decoders = self.meta_decoders
+        for name, value in meta.items():
+            meta_decoder = decoders.get(name)
+            if meta_decoder is not None:
+                try:
+                    values[name] = meta_decoder(value)
+                except DecodeFailure as failure:
+                    raise failure.at(name) from None
+        try:
+            values["data"] = self.data_decoder(data.get("data"))
+        except DecodeFailure as failure:
+            raise failure.at("data") from None
+        return values
+
+
+_event_plans: dict[type, _EventPlan] = {}
+
+
+def _event_plan(cls: type[Event]) -> _EventPlan:
+    plan = _event_plans.get(cls)
+    if plan is None:
+        plan = _event_plans[cls] = _EventPlan(cls)
+    return plan
 
 
 _ENVELOPE = frozenset(CLOUDEVENT_FIELDS)
