@@ -18,6 +18,10 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   :meth:`DjangoEventStore.read_all` can never see position 42 before 41.
   The lock is held until the surrounding transaction commits: append late in
   long transactions (``ATOMIC_REQUESTS``) to keep writers flowing.
+* **Few round trips.** On PostgreSQL a save outside a transaction is one
+  statement, the ``orchestrix_append`` function (lock, version check, insert,
+  stream row; see :mod:`orchestrix_django.postgresql_append`), committing by
+  itself; reads use plain cursors and keyset pages, never server-side cursors.
 * **Events come back as their classes**, decoded through the event registry
   and upcast to the latest schema version; undecodable rows raise
   :class:`EventDecodeError` naming the stream, version and type.
@@ -28,6 +32,7 @@ commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +42,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from orchestrix.core.common.exceptions import (
     ConcurrencyError,
@@ -53,6 +59,7 @@ from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord
+from orchestrix_django.postgresql_append import append_parameters, run_append
 from orchestrix_django.signals import events_committed
 
 __all__ = ["DjangoAsyncEventStore", "DjangoEventStore"]
@@ -127,6 +134,17 @@ class DjangoEventStore(EventDecoding):
             return
         codec = self.codec
         encoded = [codec.encode(event) for event in events]  # fails before touching the database
+        self._save(aggregate_id, events, encoded, expected_version, aggregate_type)
+
+    def _save(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        encoded: list[EncodedEvent],
+        expected_version: int | None,
+        aggregate_type: str | None,
+    ) -> None:
+        """Append events and their encoded form, reporting it (the tail of both saves)."""
         _check_column_lengths(aggregate_id, events, encoded)
         hooks = self.hooks
         with hooks.start_event_store_operation("save") as span:
@@ -135,6 +153,31 @@ class DjangoEventStore(EventDecoding):
             stored = self._append(aggregate_id, events, encoded, expected_version, aggregate_type)
         if stored:
             hooks.record_events_stored(aggregate_id, stored[0].version, len(stored))
+
+    def save_encoded(
+        self,
+        aggregate_id: str,
+        encoded: Sequence[EncodedEvent],
+        expected_version: int | None = None,
+        *,
+        aggregate_type: str | None = None,
+    ) -> None:
+        """Append events in their stored form, as they are (an import).
+
+        The append path of :meth:`save` (its lock, optimistic locking,
+        idempotent retries and ``events_committed``), but the rows get
+        ``encoded`` byte for byte instead of a fresh encoding: an imported
+        event keeps its id, schema version, data and metadata exactly. Each
+        event is decoded first, through the registry, for the signal and the
+        indexed id columns; one that does not decode is refused before
+        anything is written.
+        """
+        items = list(encoded)
+        events = [self.codec.decode(item, stream_id=aggregate_id) for item in items]
+        check_save_arguments(aggregate_id, events, expected_version)
+        if not events:
+            return
+        self._save(aggregate_id, events, items, expected_version, aggregate_type)
 
     def _append(
         self,
@@ -147,6 +190,10 @@ class DjangoEventStore(EventDecoding):
         using = self.using
         connection = connections[using]
         ids = [e.event_id for e in encoded]
+        if connection.vendor == "postgresql":
+            return self._append_postgresql(
+                aggregate_id, events, encoded, expected_version, aggregate_type, ids
+            )
         try:
             with transaction.atomic(using=using):
                 # The lock comes first: appends then never interleave, so the
@@ -170,19 +217,82 @@ class DjangoEventStore(EventDecoding):
                 )
                 return stored
         except IntegrityError:
-            # The events' ids are stored already (a retried save: the common
-            # case, found here rather than by a query on every save), or a
-            # writer that bypasses the append lock (another tool, a REPEATABLE
-            # READ snapshot taken before the lock) took these versions.
-            if self._already_stored(aggregate_id, ids):
-                return []
-            current = self.stream_version(aggregate_id)
-            raise ConcurrencyError(
+            return self._refused(aggregate_id, ids, expected_version)
+
+    def _append_postgresql(
+        self,
+        aggregate_id: str,
+        events: Sequence[Event],
+        encoded: list[EncodedEvent],
+        expected_version: int | None,
+        aggregate_type: str | None,
+        ids: list[str],
+    ) -> list[StoredEvent]:
+        """``_append`` in one statement after the lock (see orchestrix_django.postgresql_append)."""
+        using = self.using
+        connection = connections[using]
+        now = timezone.now()
+        size = self._insert_batch_size or int(orchestrix_settings.INSERT_BATCH_SIZE)
+        chunks = [
+            append_parameters(
+                APPEND_LOCK_KEY,
                 aggregate_id,
-                expected_version if expected_version is not None else current,
-                current,
-                "another writer appended first",
-            ) from None
+                events[start : start + size],
+                encoded[start : start + size],
+                expected_version,
+                aggregate_type,
+                now,
+            )
+            for start in range(0, len(events), size)
+        ]
+        # Outside a transaction, a save of one chunk is one statement that
+        # commits by itself: one round trip, no BEGIN and COMMIT around it.
+        # Inside one, a savepoint keeps a refused save from spoiling it.
+        alone = len(chunks) == 1 and connection.get_autocommit()
+        scope = contextlib.nullcontext() if alone else transaction.atomic(using=using)
+        try:
+            with scope, connection.cursor() as cursor:
+                current, inserted = run_append(cursor, chunks[0])
+                if not inserted:
+                    if self._already_stored(aggregate_id, ids):
+                        return []  # a retried save: everything is stored already
+                    raise ConcurrencyError(
+                        aggregate_id,
+                        expected_version if expected_version is not None else current,
+                        current,
+                    )
+                for chunk in chunks[1:]:
+                    # Under the lock: each chunk goes on where the previous one ended.
+                    chunk["expected"] = inserted[-1][1]
+                    inserted += run_append(cursor, chunk)[1]
+                stored = [
+                    StoredEvent(position, aggregate_id, version, event)
+                    for (position, version), event in zip(inserted, events, strict=True)
+                ]
+                transaction.on_commit(
+                    lambda: self._announce(aggregate_id, stored, using), using=using
+                )
+                return stored
+        except IntegrityError:
+            return self._refused(aggregate_id, ids, expected_version)
+
+    def _refused(
+        self, aggregate_id: str, ids: list[str], expected_version: int | None
+    ) -> list[StoredEvent]:
+        """After a unique violation: a retried save (stored already) or a lost race."""
+        # The events' ids are stored already (a retried save: the common
+        # case, found here rather than by a query on every save), or a
+        # writer that bypasses the append lock (another tool, a REPEATABLE
+        # READ snapshot taken before the lock) took these versions.
+        if self._already_stored(aggregate_id, ids):
+            return []
+        current = self.stream_version(aggregate_id)
+        raise ConcurrencyError(
+            aggregate_id,
+            expected_version if expected_version is not None else current,
+            current,
+            "another writer appended first",
+        ) from None
 
     def _announce(self, aggregate_id: str, stored: list[StoredEvent], using: str) -> None:
         """Send ``events_committed``; a failing receiver must not fail the committed save.
@@ -231,10 +341,11 @@ class DjangoEventStore(EventDecoding):
 
     @staticmethod
     def _lock_appends(connection: Any) -> None:
+        """The append lock of MySQL/MariaDB and SQLite: an update of the lock row.
+
+        (PostgreSQL's, an advisory lock, is taken by ``orchestrix_append``.)
+        """
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK_KEY])
-                return
             table = connection.ops.quote_name(AppendLock._meta.db_table)
             cursor.execute(f"UPDATE {table} SET appends = appends + 1 WHERE id = 1")
             if cursor.rowcount == 0:

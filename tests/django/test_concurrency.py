@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -78,48 +80,76 @@ def test_an_append_waits_for_the_open_append_before_it_so_readers_never_skip() -
     past A's, and lose A's event when A commits. So B must wait for A.
     """
     store = DjangoEventStore()
-    a_inserted, release_a = threading.Event(), threading.Event()
-    b_done = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer_a() -> None:
-        try:
-            with transaction.atomic():
-                store.save("gap-a", [deposit("gap-a")])
-                a_inserted.set()
-                assert release_a.wait(30)
-        except BaseException as error:
-            errors.append(error)
-            a_inserted.set()
-        finally:
-            connections.close_all()
-
-    def writer_b() -> None:
-        try:
-            store.save("gap-b", [deposit("gap-b")])
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            b_done.set()
-            connections.close_all()
-
-    thread_a = threading.Thread(target=writer_a)
-    thread_a.start()
-    assert a_inserted.wait(30)
-    thread_b = threading.Thread(target=writer_b)
-    thread_b.start()
-    try:
+    with open_append(store, "gap-a") as errors:
+        writer_b = threading.Thread(target=append_one, args=(store, "gap-b", errors))
+        writer_b.start()
         # B is blocked behind A's open transaction, and readers see neither.
-        assert not b_done.wait(1.0), "an append committed while an earlier one was still open"
+        writer_b.join(1.0)
+        assert writer_b.is_alive(), "an append committed while an earlier one was still open"
         assert store.read_all(after_position=0, limit=10) == []
-    finally:
-        release_a.set()
-        thread_a.join(30)
-        thread_b.join(30)
+    writer_b.join(30)
     assert not errors, errors
     log = store.read_all(after_position=0, limit=10)
     assert [r.stream_id for r in log] == ["gap-a", "gap-b"]
     assert log[0].position < log[1].position
+
+
+def test_an_append_that_waited_for_the_lock_sees_what_the_holder_committed() -> None:
+    """B waits behind A on the same stream, then appends after A's event.
+
+    The version B reads must come from after A's commit: read with a snapshot
+    taken before B got the lock, it would collide with A's version and fail.
+    """
+    store = DjangoEventStore()
+    with open_append(store, "waited") as errors:
+        # No expected version: B appends at the end, whatever that is then.
+        writer_b = threading.Thread(target=append_one, args=(store, "waited", errors))
+        writer_b.start()
+        time.sleep(0.5)  # B is waiting for the lock now
+    writer_b.join(30)
+    assert not errors, errors
+    assert [r.version for r in store.iter_stream("waited")] == [1, 2]
+
+
+@contextmanager
+def open_append(store: DjangoEventStore, stream_id: str) -> Iterator[list[BaseException]]:
+    """Inside: a thread has appended to ``stream_id`` and keeps its transaction open.
+
+    Yields the list the threads' errors go to; the transaction commits on exit.
+    """
+    inserted, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                store.save(stream_id, [deposit(stream_id)])
+                inserted.set()
+                assert release.wait(30)
+        except BaseException as error:
+            errors.append(error)
+            inserted.set()
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inserted.wait(30)
+    try:
+        yield errors
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def append_one(store: DjangoEventStore, stream_id: str, errors: list[BaseException]) -> None:
+    """Append one event to ``stream_id`` (in a thread), recording a failure in ``errors``."""
+    try:
+        store.save(stream_id, [deposit(stream_id)])
+    except BaseException as error:
+        errors.append(error)
+    finally:
+        connections.close_all()
 
 
 def test_many_writer_processes_and_a_live_reader_see_every_event_exactly_once() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -382,8 +383,12 @@ def queries_of(call: Callable[[], object]) -> list[str]:
 
 
 def is_event_insert(sql: str) -> bool:
-    table = connection.ops.quote_name(EventRecord._meta.db_table)
-    return sql.lstrip().upper().startswith("INSERT") and table in sql
+    """An INSERT into the events table (the ORM's, or PostgreSQL's append function)."""
+    table = EventRecord._meta.db_table
+    return (
+        re.search(rf'INSERT INTO "?`?{table}"?`? ', sql, re.IGNORECASE) is not None
+        or "orchestrix_append(" in sql
+    )
 
 
 @pytest.mark.parametrize("batch_size", [500, 120])

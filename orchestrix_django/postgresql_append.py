@@ -1,0 +1,77 @@
+"""The append of the event store on PostgreSQL: one function call, one round trip.
+
+:class:`~orchestrix_django.store.DjangoEventStore` calls ``orchestrix_append``,
+the PL/pgSQL function of migration ``0004_append_function``: it takes the
+append lock (``pg_advisory_xact_lock``), reads the stream's current version,
+inserts the events only if it is the expected one, and upserts the stream's
+summary row. Everything that needs no lock (encoding, JSON, the parameters)
+happens before the call, so the lock is held for the function's statements
+and the commit, none of them waiting on Python; and the function's plans are
+kept for the session, so a save is not planned again each time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from orchestrix.core.messaging.message import Event
+from orchestrix.core.serialization.codec import EncodedEvent
+
+__all__ = ["APPEND_CALL", "append_parameters", "run_append"]
+
+#: The call. ``events`` is one JSON array of ``[event_id, event_type,
+#: schema_version, data, metadata, timestamp, correlation_id, causation_id]``
+#: rows: one parameter to send, where one array per column would cost the
+#: client-side binding a quoting pass per value. It returns one row per inserted
+#: event, (the version before, position, version), in order; a single row with
+#: a NULL position when the expected version did not match (nothing inserted).
+APPEND_CALL = (
+    "SELECT current_version, event_position, event_version FROM orchestrix_append("
+    "%(lock_key)s, %(stream_id)s, %(expected)s, %(aggregate_type)s, %(recorded_at)s, "
+    "%(events)s::jsonb)"
+)
+
+
+def append_parameters(
+    lock_key: int,
+    aggregate_id: str,
+    events: Sequence[Event],
+    encoded: Sequence[EncodedEvent],
+    expected_version: int | None,
+    aggregate_type: str | None,
+    recorded_at: datetime,
+) -> dict[str, Any]:
+    """The parameters of :data:`APPEND_CALL` (built before the lock is taken)."""
+    rows = [
+        [
+            item.event_id,
+            item.event_type,
+            item.schema_version,
+            item.data,
+            item.metadata,
+            item.timestamp.isoformat(),
+            event.correlation_id,
+            event.causation_id,
+        ]
+        for item, event in zip(encoded, events, strict=True)
+    ]
+    return {
+        "lock_key": lock_key,
+        "stream_id": aggregate_id,
+        "expected": expected_version,
+        "aggregate_type": aggregate_type or "",
+        "recorded_at": recorded_at,
+        "events": json.dumps(rows, separators=(",", ":")),
+    }
+
+
+def run_append(cursor: Any, parameters: dict[str, Any]) -> tuple[int, list[tuple[int, int]]]:
+    """Call ``orchestrix_append``: the stream's version before it, and (position,
+    version) of each inserted event (empty when the expected version did not match)."""
+    cursor.execute(APPEND_CALL, parameters)
+    rows = cursor.fetchall()
+    current = int(rows[0][0])
+    return current, [(int(position), int(version)) for _, position, version in rows if position]
