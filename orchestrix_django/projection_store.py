@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connections
@@ -134,15 +135,50 @@ class DjangoProjectionStateStore(DatabaseBound):
                 f"lock({projection_id!r}) must run inside transaction.atomic(using={using!r}): "
                 "the lock is held until that transaction ends"
             )
-        manager = self._records()
-        record: ProjectionStateRecord | None = None
-        if connection.vendor != "sqlite":
-            record = manager.select_for_update().filter(pk=projection_id).first()
-        if record is None:
-            # On SQLite this write is what takes the database write lock.
-            self._insert_if_missing(projection_id)
-            record = manager.select_for_update().get(pk=projection_id)
-        yield StoredProjectionState(_to_state(record), bool(record.paused))
+        # Raw SQL: a runner locks once per batch, and the ORM's query building
+        # and model instances cost more than the statement itself.
+        sql = _sql(connection, _LOCK_QUERY)
+        if connection.vendor == "sqlite":
+            sql = sql.replace(" FOR UPDATE", "")
+        row = None
+        with connection.cursor() as cursor:
+            if connection.vendor != "sqlite":
+                cursor.execute(sql, [projection_id])
+                row = cursor.fetchone()
+            if row is None:
+                # On SQLite this write is what takes the database write lock.
+                self._insert_if_missing(projection_id)
+                cursor.execute(sql, [projection_id])
+                row = cursor.fetchone()
+        assert row is not None, f"the state row of {projection_id!r} vanished under its lock"
+        yield _locked_state(row)
+
+    def update_locked(self, state: ProjectionState) -> None:
+        """Save ``state`` of a projection whose row the caller holds with :meth:`lock`.
+
+        One plain UPDATE (the row exists: :meth:`lock` made it), for the runner's
+        once-per-batch save; ``paused`` is left as it is.
+        """
+        connection = connections[self.using]
+        moment = connection.ops.adapt_datetimefield_value(state.updated_at)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _sql(connection, _UPDATE_QUERY),
+                [
+                    state.last_processed_event_id,
+                    state.last_processed_position,
+                    state.events_processed,
+                    state.error_count,
+                    state.is_healthy,
+                    state.last_error,
+                    moment,
+                    state.projection_id,
+                ],
+            )
+            if cursor.rowcount != 1:
+                raise TransactionManagementError(
+                    f"update_locked({state.projection_id!r}): no such row; lock it first"
+                )
 
     def _insert_if_missing(self, projection_id: str) -> None:
         """Create ``projection_id``'s row unless it exists, without failing on a race."""
@@ -205,6 +241,62 @@ class DjangoProjectionStateStore(DatabaseBound):
         self._records().bulk_create(
             [record], update_conflicts=True, unique_fields=target, update_fields=columns
         )
+
+
+_STATE_FIELDS = [
+    "projection_id",
+    *_STATE_COLUMNS[:-1],
+    "updated_at",
+    "paused",
+]
+_LOCK_QUERY = "SELECT {columns} FROM {table} WHERE {key} = %s FOR UPDATE"
+_UPDATE_QUERY = "UPDATE {table} SET {assignments} WHERE {key} = %s"
+_SQL_CACHE: dict[tuple[str, str], str] = {}
+
+
+def _sql(connection: Any, query: str) -> str:
+    """``query`` with this backend's quoted table and column names (built once)."""
+    key = (connection.vendor, query)
+    sql = _SQL_CACHE.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        sql = _SQL_CACHE[key] = query.format(
+            table=quote(ProjectionStateRecord._meta.db_table),
+            columns=", ".join(quote(name) for name in _STATE_FIELDS),
+            assignments=", ".join(f"{quote(name)} = %s" for name in _STATE_COLUMNS),
+            key=quote("projection_id"),
+        )
+    return sql
+
+
+def _locked_state(row: tuple[Any, ...]) -> StoredProjectionState:
+    """A row of :data:`_LOCK_QUERY` as the state and the pause flag."""
+    (
+        projection_id,
+        last_event_id,
+        position,
+        processed,
+        errors,
+        healthy,
+        last_error,
+        updated_at,
+        paused,
+    ) = row
+    if isinstance(updated_at, str):  # SQLite
+        updated_at = datetime.fromisoformat(updated_at)
+    if updated_at.tzinfo is None:  # SQLite and MySQL store UTC without a zone
+        updated_at = updated_at.replace(tzinfo=UTC)
+    state = ProjectionState(
+        projection_id=projection_id,
+        last_processed_event_id=last_event_id,
+        last_processed_position=int(position),
+        updated_at=updated_at.astimezone(UTC),
+        error_count=int(errors),
+        is_healthy=bool(healthy),
+        last_error=last_error,
+        events_processed=int(processed),
+    )
+    return StoredProjectionState(state, bool(paused))
 
 
 def _to_state(record: ProjectionStateRecord) -> ProjectionState:

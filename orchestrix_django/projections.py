@@ -424,7 +424,7 @@ def _mark_applied(
         return int(async_to_sync(projection.mark_applied)(batch))
     applied = projection.advance_past(batch)
     if applied:
-        states.save_state(projection.get_state())
+        states.update_locked(projection.get_state())
         projection.mark_saved()
     return applied
 

@@ -171,6 +171,29 @@ def test_lock_creates_a_missing_row_and_yields_its_state() -> None:
         assert locked.paused is True
 
 
+def test_update_locked_saves_the_state_and_keeps_the_flag() -> None:
+    store = DjangoProjectionStateStore()
+    store.set_paused("held", True)
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    saved = ProjectionState(
+        projection_id="held",
+        last_processed_event_id="e-9",
+        last_processed_position=9,
+        events_processed=4,
+        error_count=1,
+        is_healthy=False,
+        last_error="boom",
+        updated_at=moment,
+    )
+    with transaction.atomic(), store.lock("held"):
+        store.update_locked(saved)
+    with transaction.atomic(), store.lock("held") as locked:
+        assert locked.state == saved and locked.paused is True
+    assert store.load_state("held") == saved
+    with pytest.raises(TransactionManagementError, match="lock it first"):
+        store.update_locked(ProjectionState(projection_id="never-locked"))
+
+
 @pytest.mark.parametrize("existing", [True, False], ids=["existing-row", "missing-row"])
 def test_a_second_locker_waits_until_the_first_commits(existing: bool) -> None:
     """The runner's guarantee: one advancer per projection, the next one sees its work.

@@ -939,11 +939,16 @@ class _EventPlan:
         plan = dataclass_codec(cls)
         own = [name for name in plan.names if name not in _ENVELOPE]
         encoders = dict(zip(plan.names, plan.encoders, strict=True))
+        fields = [f for f in dataclasses.fields(cls) if f.name in plan.decoders]
+        hints = _resolve_hints(cls, fields)
         self.schema_version = int(getattr(cls, "schema_version", 1))
         self.field_encoders = tuple((name, encoders[name]) for name in own)
         self.data_encoder = encoders["data"]
         self.meta_encoders = tuple((name, encoders[name]) for name in METADATA_FIELDS)
-        self.fields = tuple((name, plan.decoders[name], plan.defaults.get(name)) for name in own)
+        self.fields = tuple(
+            (name, plan.decoders[name], plan.defaults.get(name), _stored_as_is(hints.get(name)))
+            for name in own
+        )
         self.data_decoder = plan.decoders["data"]
         self.meta_decoders = {name: plan.decoders[name] for name in METADATA_FIELDS}
         defaults = {f.name: f for f in dataclasses.fields(cls)}
@@ -962,10 +967,14 @@ class _EventPlan:
 
     def decode(self, data: dict[str, JsonValue], meta: dict[str, JsonValue]) -> dict[str, Any]:
         values: dict[str, Any] = {}
-        for name, decoder, default in self.fields:
+        for name, decoder, default, as_is in self.fields:
             if name in data:
+                value = data[name]
+                if type(value) is as_is:
+                    values[name] = value  # a str, int or bool field holding one
+                    continue
                 try:
-                    values[name] = decoder(data[name])
+                    values[name] = decoder(value)
                 except DecodeFailure as failure:
                     raise failure.at(name) from None
             elif default is not None:
@@ -993,6 +1002,18 @@ class _EventPlan:
         except DecodeFailure as failure:
             raise failure.at("data") from None
         return values
+
+
+def _stored_as_is(annotation: Any) -> type | None:
+    """``str``, ``int`` or ``bool`` when JSON holds a field of this annotation as it is.
+
+    (Decoding such a value is the identity; anything else goes through the decoder.)
+    """
+    annotation = _unwrap(annotation) if annotation is not None else None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = _unwrap(members[0]) if len(members) == 1 else None
+    return annotation if annotation in (str, int, bool) else None
 
 
 _event_plans: dict[type, _EventPlan] = {}
