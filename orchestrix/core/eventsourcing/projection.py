@@ -282,6 +282,17 @@ async def _settle(value: Awaitable[_T] | _T) -> _T:
     return value
 
 
+def _ascending_after(events: Sequence[Event | StoredEvent], position: int) -> bool:
+    """Whether ``events`` are stored events at rising positions, all after ``position``."""
+    if not events:
+        return False
+    for item in events:
+        if type(item) is not StoredEvent or item.position <= position:
+            return False
+        position = item.position
+    return True
+
+
 def _unpack(item: Event | StoredEvent) -> tuple[Event, int | None, str | None, int | None]:
     if isinstance(item, StoredEvent):
         return item.event, item.position, item.stream_id, item.version
@@ -509,6 +520,13 @@ class ProjectionEngine:
         """
         state = self.get_state()
         last_position = state.last_processed_position
+        if _ascending_after(events, last_position):
+            # The common case, a runner's page of the log: every event moves
+            # the checkpoint, and only the last `window` ids need remembering.
+            last = cast(StoredEvent, events[-1])
+            window = self.dedupe_window
+            tail = [cast(StoredEvent, item).event.id for item in events[-window:]] if window else []
+            return self._moved(state, len(events), last.position, last.event.id, tail)
         last_id = state.last_processed_event_id
         applied = 0
         window = self.dedupe_window
@@ -532,27 +550,41 @@ class ProjectionEngine:
             last_position, last_id = log_position, event.id
             applied += 1
             moved.append(event.id)
-        if window and moved:
+        if not applied:
+            return 0
+        return self._moved(
+            state, applied, last_position, last_id, moved[-window:] if window else []
+        )
+
+    def _moved(
+        self,
+        state: ProjectionState,
+        applied: int,
+        position: int,
+        event_id: str | None,
+        newest_ids: list[str],
+    ) -> int:
+        """The checkpoint moved past ``applied`` events to ``position`` (advance_past)."""
+        recent = self._recent_ids
+        window = self.dedupe_window
+        if window:
             # Only the newest `window` ids survive: add just those.
-            for event_id in moved[-window:]:
-                recent[event_id] = None
-                recent.move_to_end(event_id)
+            for newest in newest_ids:
+                recent[newest] = None
+                recent.move_to_end(newest)
             while len(recent) > window:
                 recent.popitem(last=False)
-        if applied:
-            self._state = dataclasses.replace(
-                state,
-                last_processed_position=last_position,
-                last_processed_event_id=last_id,
-                updated_at=_utc_now(),
-                events_processed=state.events_processed + applied,
-                # As after a success in process_events (see _advance).
-                is_healthy=True if self.on_failure == "stop" else state.is_healthy,
-            )
-            self._dirty = True
-            self.observability.record_projection_processed(
-                self.projection_id, applied, last_position
-            )
+        self._state = dataclasses.replace(
+            state,
+            last_processed_position=position,
+            last_processed_event_id=event_id,
+            updated_at=_utc_now(),
+            events_processed=state.events_processed + applied,
+            # As after a success in process_events (see _advance).
+            is_healthy=True if self.on_failure == "stop" else state.is_healthy,
+        )
+        self._dirty = True
+        self.observability.record_projection_processed(self.projection_id, applied, position)
         return applied
 
     def adopt_state(self, state: ProjectionState) -> None:
