@@ -355,6 +355,17 @@ def test_mark_applied_advances_as_process_events_would() -> None:
     assert engine.get_state().last_processed_position == 11
 
 
+def test_mark_applied_remembers_only_the_newest_ids_of_the_window() -> None:
+    engine = ProjectionEngine("p", InMemoryProjectionStateStore(), dedupe_window=2)
+    events = [created(f"O-{n}") for n in range(5)]
+    assert run(engine.mark_applied([stored(n + 1, e) for n, e in enumerate(events)])) == 5
+    # A plain event already processed is skipped only while its id is in the window.
+    assert run(engine.mark_applied([events[4]])) == 0
+    assert run(engine.mark_applied([events[3]])) == 0
+    assert run(engine.mark_applied([events[0]])) == 1
+    assert engine.get_state().last_processed_position == 6
+
+
 def test_mark_applied_makes_a_stopped_projection_healthy_again() -> None:
     engine = ProjectionEngine("p", InMemoryProjectionStateStore())
 
