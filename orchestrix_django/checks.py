@@ -3,9 +3,11 @@
 * ``orchestrix.E001`` two event classes claim one ``type`` and schema version.
 * ``orchestrix.E002`` an upcaster chain has a missing link.
 * ``orchestrix.E003`` ``ORCHESTRIX`` has a key this version does not know.
-* ``orchestrix.E004`` a setting names something that cannot be imported.
+* ``orchestrix.E004`` a setting names something that cannot be imported (the API's
+  classes only where Django REST framework is installed).
 * ``orchestrix.E005`` ``USE_TZ`` is off (every timestamp must be aware UTC).
-* ``orchestrix.E006`` a setting has a value of the wrong kind.
+* ``orchestrix.E006`` a setting has a value of the wrong kind (also ``API_PAGE_SIZE``
+  above ``API_MAX_PAGE_SIZE``).
 * ``orchestrix.E007`` an ``ORCHESTRIX["MODULES"]`` entry cannot be wired (it does not
   import, has no ``register(bus, store)`` method, or is a class that needs arguments).
 * ``orchestrix.E008`` ``PROJECTIONS`` lists something else than a ``DjangoProjection``,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from importlib.util import find_spec
 from typing import Any
 
 from django.apps import AppConfig
@@ -32,7 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.serialization.registry import EventRegistry
-from orchestrix_django.conf import DEFAULTS, orchestrix_settings
+from orchestrix_django.conf import API_IMPORT_STRINGS, DEFAULTS, orchestrix_settings
 
 __all__ = ["check_configuration"]
 
@@ -99,11 +102,19 @@ def _check_settings() -> list[CheckMessage]:
         )
     if errors:
         return errors
+    # Without Django REST framework nothing uses (or could import) the API's classes.
+    api_installed = find_spec("rest_framework") is not None
     for name in sorted(orchestrix_settings.import_strings):
+        if name in API_IMPORT_STRINGS and not api_installed:
+            continue
         try:
             getattr(orchestrix_settings, name)
         except ImproperlyConfigured as error:
             errors.append(Error(str(error), id="orchestrix.E004"))
+    for name in sorted(API_IMPORT_STRINGS):
+        value = user.get(name, DEFAULTS[name])
+        if not isinstance(value, list | tuple):
+            errors.append(_bad_type(name, "a list of dotted paths of DRF classes", value))
     modules = user.get("EVENT_MODULES", [])
     if not isinstance(modules, list | tuple) or not all(isinstance(m, str) for m in modules):
         errors.append(_bad_type("EVENT_MODULES", "a list of module paths", modules))
@@ -117,10 +128,23 @@ def _check_settings() -> list[CheckMessage]:
         "READ_CHUNK_SIZE",
         "MAX_READ_ALL_LIMIT",
         "PROJECTION_BATCH_SIZE",
+        "API_PAGE_SIZE",
+        "API_MAX_PAGE_SIZE",
     ):
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors.append(_bad_type(name, "a positive integer", value))
+    page = user.get("API_PAGE_SIZE", DEFAULTS["API_PAGE_SIZE"])
+    most = user.get("API_MAX_PAGE_SIZE", DEFAULTS["API_MAX_PAGE_SIZE"])
+    if _positive_int(page) and _positive_int(most) and page > most:
+        errors.append(_bad_type("API_PAGE_SIZE", f"at most API_MAX_PAGE_SIZE ({most})", page))
+    rebuild_seconds = user.get("API_REBUILD_SECONDS", DEFAULTS["API_REBUILD_SECONDS"])
+    if (
+        isinstance(rebuild_seconds, bool)
+        or not isinstance(rebuild_seconds, int | float)
+        or not 0 <= rebuild_seconds < float("inf")
+    ):
+        errors.append(_bad_type("API_REBUILD_SECONDS", "a number of seconds >= 0", rebuild_seconds))
     poll_interval = user.get("POLL_INTERVAL", DEFAULTS["POLL_INTERVAL"])
     if (
         isinstance(poll_interval, bool)
@@ -129,6 +153,10 @@ def _check_settings() -> list[CheckMessage]:
     ):
         errors.append(_bad_type("POLL_INTERVAL", "a positive number of seconds", poll_interval))
     return errors
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _check_event_modules() -> list[CheckMessage]:
@@ -223,8 +251,6 @@ def check_wake_up(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """``orchestrix.E009`` / ``W009``: the settings of the Celery wake-ups."""
-    from importlib.util import find_spec
-
     from django.core.checks import Warning as CheckWarning
 
     try:

@@ -23,6 +23,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 __all__ = [
+    "API_IMPORT_STRINGS",
     "DEFAULTS",
     "IMPORT_STRINGS",
     "OrchestrixSettings",
@@ -90,11 +91,45 @@ DEFAULTS: dict[str, Any] = {
     # Seconds an unfinished saga that nobody runs must have been idle before the
     # sweep sends it to the workers again (its task was lost).
     "SAGA_RESUME_AFTER": 60,
+    # -- the optional REST API (orchestrix_django.api; needs the "api" extra) --
+    # DRF permission classes (dotted paths) every API endpoint requires. Staff
+    # only by default: the API shows every event and can rebuild projections.
+    # The project's REST_FRAMEWORK defaults are not used, so that loosening them
+    # for the project's own API never opens this one.
+    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # DRF authentication classes (dotted paths) of the API: the admin's session
+    # (unsafe requests then need the CSRF token) and HTTP Basic for scripts.
+    "API_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    # Items per page of the API's lists when the request gives no ``limit``.
+    "API_PAGE_SIZE": 100,
+    # The largest ``limit`` the API honours; larger ones are capped to it.
+    "API_MAX_PAGE_SIZE": 1000,
+    # Seconds a rebuild asked through the API catches up within the request
+    # after the reset; the runners (orchestrix_run or Celery) do the rest.
+    # 0 only resets.
+    "API_REBUILD_SECONDS": 5.0,
 }
 
 #: Settings whose values are dotted import paths (or lists of them).
 IMPORT_STRINGS: frozenset[str] = frozenset(
-    {"EVENT_REGISTRY", "UPCASTERS", "OBSERVABILITY", "PROJECTIONS", "SAGAS"}
+    {
+        "EVENT_REGISTRY",
+        "UPCASTERS",
+        "OBSERVABILITY",
+        "PROJECTIONS",
+        "SAGAS",
+        "API_PERMISSION_CLASSES",
+        "API_AUTHENTICATION_CLASSES",
+    }
+)
+
+#: Import strings that name classes of Django REST framework: imported (and
+#: checked) only where DRF is installed, since the API is optional.
+API_IMPORT_STRINGS: frozenset[str] = frozenset(
+    {"API_PERMISSION_CLASSES", "API_AUTHENTICATION_CLASSES"}
 )
 
 

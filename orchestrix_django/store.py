@@ -69,7 +69,8 @@ logger = logging.getLogger("orchestrix.store")
 #: The key of the PostgreSQL advisory lock that orders appends ("orchestr").
 APPEND_LOCK_KEY = 0x6F72636865737472
 
-_ROW_FIELDS = (
+#: The columns of a stored event, in the order the read queries return them.
+ROW_FIELDS = (
     "position",
     "stream_id",
     "version",
@@ -498,12 +499,12 @@ class DjangoEventStore(EventDecoding):
         sql = _SQL_CACHE.get((connection.vendor, query))
         if sql is None:
             quote = connection.ops.quote_name
-            columns = [quote(name) for name in _ROW_FIELDS]
+            columns = [quote(name) for name in ROW_FIELDS]
             if connection.vendor == "postgresql":
                 # Microseconds since the epoch, turned into a datetime in
                 # _decode_row: a third of the cost of a row is Django's
                 # pure-Python timestamptz loader otherwise.
-                columns[_ROW_FIELDS.index("timestamp")] = (
+                columns[ROW_FIELDS.index("timestamp")] = (
                     f"(EXTRACT(EPOCH FROM {quote('timestamp')}) * 1000000)::bigint"
                 )
             sql = query.format(

@@ -104,6 +104,19 @@ elif DB == "mysql":
 else:
     raise RuntimeError(f"ORCHESTRIX_TEST_DB must be sqlite, postgresql or mysql, not {DB!r}")
 
+# A second database, for the export/import round trip between two databases
+# (tests/django/test_export_import.py). Django creates it only for the tests
+# that ask for it; its test name follows the default one's.
+_other = dict(DATABASES["default"])
+_other_test_name = DATABASES["default"]["TEST"]["NAME"]
+_other["TEST"] = {
+    **DATABASES["default"]["TEST"],
+    "NAME": f"{_other_test_name}-other" if DB == "sqlite" else f"{_other_test_name}_other",
+}
+if DB == "sqlite":
+    _other["NAME"] = f"{DATABASES['default']['NAME']}-other"
+DATABASES["other"] = _other
+
 # Worker processes started by the concurrency tests use the test database.
 if os.environ.get("ORCHESTRIX_WORKER_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["ORCHESTRIX_WORKER_DB_NAME"]

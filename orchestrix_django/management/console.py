@@ -43,6 +43,7 @@ __all__ = [
     "Progress",
     "confirm",
     "count",
+    "database_alias",
     "find_projection",
     "log_start",
     "non_negative_int",
@@ -127,6 +128,10 @@ class Progress:
     (``tty``) one line is redrawn with ``\\r`` (at most ten times a second);
     otherwise a line is written every ``every`` batches, so logs stay
     readable. :meth:`finish` ends the redrawn line.
+
+    Other long jobs (verify, export, import) report through the same
+    :class:`CatchUpResult` fields; ``unit`` and ``verb`` name what their
+    "position" counts and what is done to the events (``"line"``, ``"imported"``).
     """
 
     def __init__(
@@ -138,10 +143,14 @@ class Progress:
         tty: bool | None = None,
         every: int = 10,
         width: int = 30,
+        unit: str = "position",
+        verb: str = "applied",
     ) -> None:
         self.out = out
         self.label = label
         self.start = start
+        self.unit = unit
+        self.verb = verb
         self.tty = out.isatty() if tty is None else tty
         self.every = max(every, 1)
         self.width = width
@@ -194,8 +203,8 @@ class Progress:
     def describe(self, result: CatchUpResult) -> str:
         """``position 4,500/10,000 (45%), 4,500 events applied, 3,120 events/s``."""
         return (
-            f"position {count(result.position)}/{count(result.head)} "
-            f"({self.fraction(result):.0%}), {count(result.applied)} events applied, "
+            f"{self.unit} {count(result.position)}/{count(result.head)} "
+            f"({self.fraction(result):.0%}), {count(result.applied)} events {self.verb}, "
             f"{count(round(self.rate(result.applied)))} events/s"
         )
 
@@ -207,13 +216,13 @@ class Progress:
         return min(max((result.position - self.start) / total, 0.0), 1.0)
 
 
-def log_start(after: int) -> int:
+def log_start(after: int, using: str | None = None) -> int:
     """The position before the first stored event after ``after`` (the start of a catch-up).
 
     Positions need not start at 1 (nor be contiguous): a progress percentage
-    counts from here, not from 0.
+    counts from here, not from 0. ``using``: the database (default: ORCHESTRIX's).
     """
-    using = str(orchestrix_settings.DATABASE)
+    using = using or str(orchestrix_settings.DATABASE)
     first = (
         EventRecord.objects.using(using)
         .filter(position__gt=after)
@@ -258,6 +267,16 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
     return value
+
+
+def database_alias(text: str) -> str:
+    """An argparse type: an alias of ``settings.DATABASES``."""
+    from django.conf import settings
+
+    if text not in settings.DATABASES:
+        known = ", ".join(sorted(settings.DATABASES))
+        raise argparse.ArgumentTypeError(f"no database {text!r} in DATABASES (known: {known})")
+    return text
 
 
 def find_projection(projection_id: str) -> DjangoProjection:

@@ -1,0 +1,55 @@
+"""The API's URLs: ``path("orchestrix/", include("orchestrix_django.api.urls"))``.
+
+The names live in the ``orchestrix`` namespace (``reverse("orchestrix:event-log")``).
+The write endpoints opt out of ``ATOMIC_REQUESTS``: a rebuild commits a
+transaction per batch, and a retry its own, as the runners do.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.urls import path
+
+from orchestrix_django.api import views
+from orchestrix_django.api.schema import SchemaView
+
+app_name = "orchestrix"
+
+urlpatterns = [
+    path("", views.ApiRootView.as_view(), name="root"),
+    path("events/", views.EventLogView.as_view(), name="event-log"),
+    path("events/<path:event_id>/", views.EventDetailView.as_view(), name="event-detail"),
+    path("streams/", views.StreamListView.as_view(), name="stream-list"),
+    # Before the stream's own URL: stream ids may hold slashes.
+    path(
+        "streams/<path:stream_id>/events/",
+        views.StreamEventsView.as_view(),
+        name="stream-events",
+    ),
+    path("streams/<path:stream_id>/", views.StreamDetailView.as_view(), name="stream-detail"),
+    path("projections/", views.ProjectionListView.as_view(), name="projection-list"),
+    path(
+        "projections/<str:projection_id>/",
+        views.ProjectionDetailView.as_view(),
+        name="projection-detail",
+    ),
+    path(
+        "projections/<str:projection_id>/rebuild/",
+        transaction.non_atomic_requests(views.ProjectionRebuildView.as_view()),
+        name="projection-rebuild",
+    ),
+    path("sagas/", views.SagaListView.as_view(), name="saga-list"),
+    path("sagas/<str:saga_id>/", views.SagaDetailView.as_view(), name="saga-detail"),
+    path("dead-letters/", views.DeadLetterListView.as_view(), name="dead-letter-list"),
+    path(
+        "dead-letters/<str:dead_letter_id>/",
+        views.DeadLetterDetailView.as_view(),
+        name="dead-letter-detail",
+    ),
+    path(
+        "dead-letters/<str:dead_letter_id>/retry/",
+        transaction.non_atomic_requests(views.DeadLetterRetryView.as_view()),
+        name="dead-letter-retry",
+    ),
+    path("schema/", SchemaView.as_view(), name="schema"),
+]
