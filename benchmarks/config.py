@@ -39,6 +39,14 @@ class Size:
     catchup_upsert_events: int
     catchup_live_writers: int
     catchup_live_seconds: float
+    # 6. Celery end to end: the paced writer's rates (events/s, one event per
+    # save) and how long each runs; then the worker's catch-up over a log of
+    # `celery_catchup_events` seeded events against the in-process runner's,
+    # `celery_catchup_repeats` times each (the median is reported).
+    celery_rates: tuple[int, ...]
+    celery_seconds: float
+    celery_catchup_events: int
+    celery_catchup_repeats: int
     # 7. memory
     memory_replay_events: int
     memory_stream_events: int
@@ -73,6 +81,10 @@ SIZES: dict[str, Size] = {
         catchup_upsert_events=500,
         catchup_live_writers=1,
         catchup_live_seconds=0.4,
+        celery_rates=(10, 100),
+        celery_seconds=1.0,
+        celery_catchup_events=2_000,
+        celery_catchup_repeats=1,
         memory_replay_events=2_000,
         memory_stream_events=1_000,
         start_margin=0.3,
@@ -100,6 +112,10 @@ SIZES: dict[str, Size] = {
         catchup_upsert_events=10_000,
         catchup_live_writers=2,
         catchup_live_seconds=3.0,
+        celery_rates=(10, 100, 1000),
+        celery_seconds=5.0,
+        celery_catchup_events=20_000,
+        celery_catchup_repeats=2,
         memory_replay_events=100_000,
         memory_stream_events=10_000,
         start_margin=0.5,
@@ -126,6 +142,10 @@ SIZES: dict[str, Size] = {
         catchup_upsert_events=100_000,
         catchup_live_writers=2,
         catchup_live_seconds=20.0,
+        celery_rates=(10, 100, 1000),
+        celery_seconds=10.0,
+        celery_catchup_events=100_000,
+        celery_catchup_repeats=3,
         memory_replay_events=1_000_000,
         memory_stream_events=100_000,
         start_margin=1.0,

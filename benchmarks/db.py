@@ -3,12 +3,16 @@
 The suite never touches the databases the tests use: on PostgreSQL it drops
 and creates ``orchestrix_bench`` (``--pg-name``), on SQLite it uses a new
 temporary file. Every process of a run (the main one, the writer pool, the
-memory probes) calls :func:`setup_django` with the same :class:`DbConfig`.
+memory probes) calls :func:`setup_django` with the same :class:`DbConfig`;
+the processes of the Celery workload (its writer and its ``celery worker``)
+pass a :class:`CeleryMode` too, and get the settings of a project whose
+commits wake projections through Celery.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sqlite3
 import tempfile
@@ -16,6 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [
+    "CELERY_PROJECTIONS",
+    "CeleryMode",
     "DbConfig",
     "create_database",
     "drop_database",
@@ -32,6 +38,8 @@ PROJECTIONS = [
     "benchmarks.benchapp.projections.upsert",
     "benchmarks.benchapp.projections.checked",
 ]
+#: The only projection of the Celery workload's processes: each commit wakes it alone.
+CELERY_PROJECTIONS = ["benchmarks.benchapp.projections.visible"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,15 @@ class DbConfig:
         shown.pop("password")
         return shown
 
+    def to_json(self) -> str:
+        """Every field (the password too), for a child process's environment."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> DbConfig:
+        """The configuration :meth:`to_json` wrote."""
+        return cls(**json.loads(text))
+
     def django_database(self) -> dict[str, Any]:
         """The ``DATABASES["default"]`` entry."""
         if self.is_postgresql:
@@ -109,13 +126,52 @@ class DbConfig:
         return kwargs
 
 
+@dataclass(frozen=True)
+class CeleryMode:
+    """Django as a project running its projections on Celery: the Celery workload's mode.
+
+    ``ORCHESTRIX["WAKE_UP"] = "celery"``, the pending-wake-up markers in a
+    Redis cache at ``redis_url`` (shared by the writer and the worker, as the
+    product requires), and only the ``bench-visible`` projection configured.
+    Every key the run creates in Redis (cache, broker, measurements) starts
+    with ``key_prefix``, so that two runs sharing the Redis database (a CI
+    smoke run next to a run by hand) neither see nor delete each other's.
+    """
+
+    redis_url: str
+    key_prefix: str
+
+    @property
+    def cache_prefix(self) -> str:
+        """``KEY_PREFIX`` of the Django cache (Django adds ``:<version>:``)."""
+        return self.key_prefix + "cache"
+
+    @property
+    def broker_prefix(self) -> str:
+        """kombu's ``global_keyprefix``: the queues and their bookkeeping."""
+        return self.key_prefix + "broker:"
+
+    @property
+    def visible_key(self) -> str:
+        """The hash ``event id -> time it became visible`` the worker fills."""
+        return self.key_prefix + "visible"
+
+    @property
+    def tasks_key(self) -> str:
+        """The counter of the tasks the worker ran."""
+        return self.key_prefix + "tasks"
+
+
 def peer_available(module: str) -> bool:
     """Whether a peer package (``eventsourcing``, ``eventsourcing_django``) is installed."""
     return importlib.util.find_spec(module) is not None
 
 
-def setup_django(config: DbConfig) -> None:
-    """Configure and set up Django for the benchmark database (once per process)."""
+def setup_django(config: DbConfig, *, celery: CeleryMode | None = None) -> None:
+    """Configure and set up Django for the benchmark database (once per process).
+
+    With ``celery``, in the Celery workload's mode (see :class:`CeleryMode`).
+    """
     import django
     from django.conf import settings
 
@@ -137,13 +193,39 @@ def setup_django(config: DbConfig) -> None:
         INSTALLED_APPS=apps,
         DATABASES={"default": config.django_database()},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        ORCHESTRIX={"EVENT_MODULES": [EVENT_MODULE], "PROJECTIONS": PROJECTIONS},
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-        # The system checks warn about the local-memory cache and such: not the point here.
-        SILENCED_SYSTEM_CHECKS=["orchestrix.W009"],
         LOGGING_CONFIG=None,
+        **(_celery_settings(celery) if celery else _plain_settings()),
     )
     django.setup()
+
+
+def _plain_settings() -> dict[str, Any]:
+    """No wake-ups; the projections of the catch-up and memory workloads."""
+    return {
+        "ORCHESTRIX": {"EVENT_MODULES": [EVENT_MODULE], "PROJECTIONS": PROJECTIONS},
+        "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        # The system checks warn about the local-memory cache and such: not the point here.
+        "SILENCED_SYSTEM_CHECKS": ["orchestrix.W009"],
+    }
+
+
+def _celery_settings(mode: CeleryMode) -> dict[str, Any]:
+    """Wake-ups through Celery, markers in Redis, one projection (see :class:`CeleryMode`)."""
+    return {
+        "ORCHESTRIX": {
+            "EVENT_MODULES": [EVENT_MODULE],
+            "PROJECTIONS": CELERY_PROJECTIONS,
+            "WAKE_UP": "celery",
+            "WAKE_UP_CACHE": "default",
+        },
+        "CACHES": {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": mode.redis_url,
+                "KEY_PREFIX": mode.cache_prefix,
+            }
+        },
+    }
 
 
 def create_database(config: DbConfig) -> None:

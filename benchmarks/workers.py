@@ -1,10 +1,14 @@
-"""What the writer processes run (workloads 2, 3 and 5), in a ``spawn`` pool.
+"""What the writer processes run (workloads 2, 3, 5 and 6), in a ``spawn`` pool.
 
 Each pool process sets Django up once (:func:`init_worker`) and keeps its
 connections. A timed job prepares its connections, waits for the common
 start time, works until the common end time, and returns what it committed
 with the monotonic time it finished at (``time.monotonic`` is system-wide on
 Linux, so the parent can compare it with its own clock).
+
+Workload 6's writers are a pool of their own, set up by
+:func:`init_celery_writer` as a Celery project's processes (their commits
+send wake-ups): they run :func:`paced_writer_job`.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from benchmarks.db import DbConfig, setup_django
 
 __all__ = [
     "JobResult",
+    "PacedWrites",
     "concurrent_job",
     "contention_job",
+    "init_celery_writer",
     "init_worker",
     "live_writer_job",
+    "paced_writer_job",
     "worker_pid",
 ]
 
@@ -303,3 +310,95 @@ def live_writer_job(
         # Leave the CPU to the catch-up now and then (two cores for everything).
         time.sleep(0.001)
     return JobResult(events, saves, 0, began, time.monotonic())
+
+
+@dataclass(frozen=True)
+class PacedWrites:
+    """What paced writers committed: one entry per event, in commit order.
+
+    ``committed`` holds ``time.time()`` right after each ``store.save``
+    returned (the caller's view of the commit); ``save_ms`` how long each
+    save took.
+    """
+
+    event_ids: list[str]
+    committed: list[float]
+    save_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        """The events per second achieved: commits over the time between the first and last."""
+        elapsed = self.committed[-1] - self.committed[0] if self.committed else 0.0
+        return (len(self.committed) - 1) / elapsed if elapsed > 0 else 0.0
+
+    @classmethod
+    def merge(cls, parts: list[PacedWrites]) -> PacedWrites:
+        """Several writers' events as one run, in commit order."""
+        rows = sorted(
+            (t, event_id, ms)
+            for part in parts
+            for event_id, t, ms in zip(part.event_ids, part.committed, part.save_ms, strict=True)
+        )
+        return cls([r[1] for r in rows], [r[0] for r in rows], [r[2] for r in rows])
+
+
+#: Why :func:`init_celery_writer` failed: raised by each job instead (a pool
+#: replaces a process whose initializer raises, forever).
+_celery_init_error: Exception | None = None
+
+
+def init_celery_writer(env: dict[str, str]) -> None:
+    """Pool initializer of workload 6: Django and Celery as in a project with wake-ups.
+
+    ``env`` is :func:`benchmarks.celery_app.environment`; importing the app
+    with it sets Django up in the Celery mode.
+    """
+    global _celery_init_error
+    try:
+        os.environ.update(env)
+        import benchmarks.celery_app  # noqa: F401  (sets Django up, becomes the current app)
+        import orchestrix_django.store  # noqa: F401
+
+        _warm_django()
+    except Exception as error:
+        _celery_init_error = error
+
+
+def paced_writer_job(
+    rate: float, seconds: float, tag: str, writer: int, writers: int, start: float
+) -> PacedWrites:
+    """Writer ``writer`` of ``writers`` sharing ``rate`` events/s (one event per save).
+
+    Event ``i`` of the run (``rate * seconds`` events, at least one) is due at
+    ``start + i / rate`` (monotonic seconds); this writer saves those with
+    ``i % writers == writer``. A writer behind its schedule saves at once, so
+    the rate achieved says whether the writers kept up. The saves go
+    round-robin over streams of this writer whose names start with
+    ``VISIBLE_PREFIX``, so the ``bench-visible`` projection notes them.
+    """
+    if _celery_init_error is not None:
+        raise RuntimeError(f"the writer's set-up failed: {_celery_init_error!r}")
+    from benchmarks.benchapp.events import Deposited
+    from benchmarks.benchapp.projections import VISIBLE_PREFIX
+    from orchestrix_django.store import DjangoEventStore
+
+    store = DjangoEventStore()
+    count = max(1, round(rate * seconds))
+    streams = [f"{VISIBLE_PREFIX}{tag}-w{writer}-s{k}" for k in range(8)]
+    versions = dict.fromkeys(streams, 0)
+    event_ids: list[str] = []
+    committed: list[float] = []
+    save_ms: list[float] = []
+    _warm_django()
+    for n, i in enumerate(range(writer, count, writers)):
+        _wait_until(start + i / rate)
+        stream = streams[n % len(streams)]
+        version = versions[stream]
+        event = Deposited(account_id=stream, amount=1, seq=version + 1)
+        t0 = time.perf_counter()
+        store.save(stream, [event], expected_version=version)
+        committed.append(time.time())
+        save_ms.append((time.perf_counter() - t0) * 1000)
+        event_ids.append(event.id)
+        versions[stream] = version + 1
+    return PacedWrites(event_ids, committed, save_ms)

@@ -1,27 +1,53 @@
-"""The projections the catch-up and memory workloads run.
+"""The projections the catch-up, memory and Celery workloads run.
 
 * ``noop``: a sync handler that does nothing (the runner's own cost).
 * ``upsert``: a typical read-model handler, one row per account updated with
   ``F()`` expressions, or created.
 * ``checked``: feeds :data:`CHECKER`, which proves that every committed event
   is seen once and each stream's events in version order.
+* ``visible``: notes when each event of the Celery workload's writers became
+  visible, that is when the runner's batch that applied it committed
+  (:data:`VISIBLE`, which the Celery worker publishes to Redis after each
+  task: see ``benchmarks/celery_app.py``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from functools import partial
 
+from django.db import transaction
 from django.db.models import F
 
 from benchmarks.benchapp.events import Deposited
 from benchmarks.benchapp.models import Balance
 from orchestrix_django.projections import DjangoProjection
 
-__all__ = ["CHECKER", "Checker", "checked", "noop", "upsert"]
+__all__ = [
+    "CHECKER",
+    "VISIBLE",
+    "VISIBLE_ID",
+    "VISIBLE_PREFIX",
+    "Checker",
+    "checked",
+    "noop",
+    "upsert",
+    "visible",
+]
 
 noop = DjangoProjection("bench-noop")
 upsert = DjangoProjection("bench-upsert")
 checked = DjangoProjection("bench-checked")
+
+#: The id of :data:`visible`, the only projection of the Celery workload's processes.
+VISIBLE_ID = "bench-visible"
+visible = DjangoProjection(VISIBLE_ID)
+
+#: The streams whose events' visibility is noted: the Celery workload's writers'.
+VISIBLE_PREFIX = "visible-"
+#: ``(event id, time.time())`` of each noted event, in the order the batches committed.
+VISIBLE: list[tuple[str, float]] = []
 
 
 @noop.on(Deposited)
@@ -86,3 +112,22 @@ def clear_checker() -> None:
     """Start the checker afresh with the projection."""
     CHECKER.last_seq.clear()
     CHECKER.seen = CHECKER.duplicated = CHECKER.out_of_order = CHECKER.gaps = 0
+
+
+def _note_visible(event_id: str) -> None:
+    VISIBLE.append((event_id, time.time()))
+
+
+@visible.on(Deposited)
+def note_visible(event: Deposited) -> None:
+    """Note when the event's batch commits (the read model's readers see it from then).
+
+    Only the latency writers' events are noted: the catch-up comparison runs
+    this projection over a log seeded in bulk, where all it costs per event
+    is this prefix test, the same in the worker and in-process. The time is
+    taken in ``on_commit`` (called right after the runner's batch commits,
+    never for a batch rolled back) and kept in memory: writing it to Redis
+    here would put a round trip per event into the very path measured.
+    """
+    if event.account_id.startswith(VISIBLE_PREFIX):
+        transaction.on_commit(partial(_note_visible, event.id))
