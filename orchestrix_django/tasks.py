@@ -47,6 +47,7 @@ from typing import Any
 
 from celery import shared_task
 
+from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.projections import catch_up, get_projection
 from orchestrix_django.wakeup import (
     HEADER_NAMES,
@@ -163,7 +164,8 @@ def catch_up_projections(inline: bool = False) -> list[str]:
     lagging = lagging_projections()
     for projection_id in lagging:
         if not inline:
-            request_wake_up(projection_id)
+            # A wake-up pending for a whole interval was lost: replace it.
+            request_wake_up(projection_id, stale_after=float(orchestrix_settings.CATCH_UP_INTERVAL))
             continue
         try:
             result = catch_up(get_projection(projection_id))

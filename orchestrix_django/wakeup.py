@@ -15,10 +15,12 @@ table, so a lost wake-up only delays the projection (the periodic
 caller that adds it (``cache.add``, atomic on Redis, Memcached and the
 database cache) sends the task, and the task deletes it *before* it reads
 the log, so events committed while it runs schedule the next wake-up. The
-marker expires after ``ORCHESTRIX["WAKE_UP_TTL"]`` seconds, which bounds how
-long a task lost by the broker can hold further wake-ups back. The cache
-must be shared by every process (not ``LocMemCache``; check
-``orchestrix.W009`` says so).
+marker (the time it was set) expires after ``ORCHESTRIX["WAKE_UP_TTL"]``
+seconds, and the periodic catch-up replaces one older than
+``ORCHESTRIX["CATCH_UP_INTERVAL"]`` with a new wake-up: a task lost by the
+broker holds its projection back for at most about two catch-up intervals,
+while commits keep coming or not. The cache must be shared by every process
+(not ``LocMemCache``; check ``orchestrix.W009`` says so).
 
 **A broker outage never breaks the committing code.** The events are
 committed when the signal is sent: a failure to reach the broker (or the
@@ -39,6 +41,7 @@ to import (and its receiver is connected) in projects without Celery.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -142,8 +145,17 @@ def interested_projections(events: Iterable[Event]) -> list[str]:
     return wanted
 
 
-def request_wake_up(projection_id: str, headers: dict[str, str] | None = None) -> bool:
+def request_wake_up(
+    projection_id: str,
+    headers: dict[str, str] | None = None,
+    *,
+    stale_after: float | None = None,
+) -> bool:
     """Send ``advance_projection(projection_id)`` unless a wake-up is pending.
+
+    With ``stale_after`` (seconds), a wake-up pending for longer than that is
+    presumed lost by the broker and another one is sent (the periodic
+    catch-up does this; a duplicate task only finds nothing to do).
 
     Returns whether a task was sent. Never raises for an unreachable broker or
     cache: it logs a warning and leaves the projection to the periodic
@@ -152,9 +164,20 @@ def request_wake_up(projection_id: str, headers: dict[str, str] | None = None) -
     """
     key = wake_up_key(projection_id)
     marked = False
+    ttl = int(orchestrix_settings.WAKE_UP_TTL)
     try:
-        if not _cache().add(key, 1, timeout=int(orchestrix_settings.WAKE_UP_TTL)):
-            return False  # a wake-up is pending: it will see these events too
+        cache = _cache()
+        now = time.time()
+        if not cache.add(key, now, timeout=ttl):
+            if stale_after is None or not _stale(cache.get(key), now, stale_after):
+                return False  # a wake-up is pending: it will see these events too
+            logger.info(
+                "the wake-up of projection %s has been pending for over %s s: "
+                "presumed lost, sending another",
+                projection_id,
+                stale_after,
+            )
+            cache.set(key, now, timeout=ttl)
         marked = True
     except Exception as error:
         logger.warning(
@@ -187,6 +210,13 @@ def request_wake_up(projection_id: str, headers: dict[str, str] | None = None) -
             clear_wake_up(projection_id)
         return False
     return True
+
+
+def _stale(marked_at: Any, now: float, stale_after: float) -> bool:
+    """Whether a marker set at ``marked_at`` (a time; anything else: unknown) is stale."""
+    if not isinstance(marked_at, int | float) or isinstance(marked_at, bool):
+        return marked_at is not None  # a marker of another format: replace it
+    return now - float(marked_at) >= stale_after
 
 
 def clear_wake_up(projection_id: str) -> None:
