@@ -85,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     # are projections: they go in PROJECTIONS.
     "SAGAS": [],
     # Seconds between two runs of the periodic ``orchestrix.sweep_sagas`` task
-    # (orchestrix_django.saga_tasks.saga_beat_schedule()): how soon a deadline is
+    # (orchestrix_django.celery.saga_beat_schedule()): how soon a deadline is
     # noticed once nobody runs its saga, and the net for lost saga tasks.
     "SAGA_SWEEP_INTERVAL": 10,
     # Seconds an unfinished saga that nobody runs must have been idle before the

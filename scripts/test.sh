@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Run every check of the project: lint, format, type check, then the test
-# matrix. Each interpreter runs the framework-free tests (tests/core and
-# tests/test_layering.py) in one pytest process, and the Django tests
-# (tests/django) in another pytest process per database: the two suites
-# define event classes with the same type names, and the event registry is
-# process-wide, so they never share a process.
+# Run every check of the project: lint, format, type check, the docs' build
+# (mkdocs --strict), then the test matrix. Each interpreter runs the
+# framework-free tests (tests/core and tests/test_layering.py) in one pytest
+# process, and the Django tests (tests/django) in another pytest process per
+# database: the two suites define event classes with the same type names,
+# and the event registry is process-wide, so they never share a process.
+# The example project's tests (tests/example, settings
+# example_project.settings) run in processes of their own too, in the main
+# venv, once per database asked for.
 #
 # Environment:
 #   PYTHON                     interpreter of the main venv (default: python3)
@@ -42,6 +45,7 @@ ORCHESTRIX_DJANGO_PYTHONS="${ORCHESTRIX_DJANGO_PYTHONS-3.11 3.12}"
 PIP_INSTALL=(-m pip install -qq --disable-pip-version-check)
 CORE_TESTS=(tests/core tests/test_layering.py)
 DJANGO_TESTS=(tests/django)
+EXAMPLE_TESTS=(tests/example)
 
 # --- stages and their timing ----------------------------------------------
 
@@ -152,6 +156,26 @@ run_django_tests() {
     ORCHESTRIX_TEST_DB="$db" run_pytest "$python" "${DJANGO_TESTS[@]}" -q "$@"
 }
 
+# The example project's tests, with interpreter $1, on database $2 (sqlite,
+# postgresql or mysql: the servers of tests/settings.py). They use the
+# example's own settings, and a test database of this run's own on a server
+# (two runs on one server must not drop each other's).
+run_example_tests() {
+    local python="$1" db="$2" url="" name="test_orchestrix_example_$$"
+    case "$db" in
+        sqlite) name="" ;;
+        postgresql)
+            url="postgresql://${ORCHESTRIX_PG_USER:-postgres}@${ORCHESTRIX_PG_HOST:-127.0.0.1}:${ORCHESTRIX_PG_PORT:-5432}/postgres"
+            ;;
+        mysql)
+            url="mysql://${ORCHESTRIX_MYSQL_USER:-root}:${ORCHESTRIX_MYSQL_PASSWORD:-}@${ORCHESTRIX_MYSQL_HOST:-127.0.0.1}:${ORCHESTRIX_MYSQL_PORT:-3306}/mysql"
+            ;;
+    esac
+    DJANGO_SETTINGS_MODULE=example_project.settings ORCHESTRIX_EXAMPLE_CELERY=0 \
+        ORCHESTRIX_EXAMPLE_DATABASE_URL="$url" ORCHESTRIX_EXAMPLE_TEST_DB_NAME="$name" \
+        run_pytest "$python" --ds=example_project.settings "${EXAMPLE_TESTS[@]}" -q
+}
+
 # Print the installed Django version of interpreter $1.
 django_version() {
     "$1" -c 'import django; print(django.get_version())' \
@@ -219,8 +243,8 @@ fi
 # Every test module must belong to a suite this script runs: one anywhere
 # else would silently never run.
 stray="$(find tests -name 'test_*.py' -o -name '*_test.py' \
-    | grep -v -E '^tests/(core|django)/|^tests/test_layering\.py$' || true)"
-[[ -z "$stray" ]] || die "test modules outside tests/core, tests/django and tests/test_layering.py never run: move them into one of those, or add them to this script:
+    | grep -v -E '^tests/(core|django|example)/|^tests/test_layering\.py$' || true)"
+[[ -z "$stray" ]] || die "test modules outside tests/core, tests/django, tests/example and tests/test_layering.py never run: move them into one of those, or add them to this script:
 $stray"
 
 extra_django=""
@@ -251,12 +275,29 @@ section "ruff format --check ."
 section "mypy"
 "$VENV/bin/python" -m mypy || die "mypy found type errors"
 
+# The docs' examples run with the core and the Django tests (tests/core/test_docs.py,
+# tests/django/test_docs.py); here the site is built, into a temporary folder, with
+# every warning (a broken link, a missing page) an error.
+section "docs (mkdocs build --strict)"
+docs_out="$(mktemp -d "${TMPDIR:-/tmp}/orchestrix-docs.XXXXXX")"
+"$VENV/bin/python" -m mkdocs build --strict --quiet --site-dir "$docs_out" \
+    || die "the docs do not build: mkdocs build --strict (see above)"
+rm -rf "$docs_out"
+
 section "core tests on Python $main_version"
 run_core_tests "$VENV/bin/python"
 
 for db in "${DATABASES[@]}"; do
     section "Django $main_django tests on Python $main_version, $db"
     run_django_tests "$VENV/bin/python" "$db"
+done
+
+# --- the example project: the demo command, its admin, API, upcaster,
+# snapshots and replays, on every database asked for -------------------------
+
+for db in "${DATABASES[@]}"; do
+    section "example project tests on Python $main_version, $db"
+    run_example_tests "$VENV/bin/python" "$db"
 done
 
 # --- benchmarks smoke: every workload of benchmarks/ at its smoke size ------

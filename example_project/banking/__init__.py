@@ -1,0 +1,1 @@
+"""The banking module: accounts, deposits, withdrawals and transfers between accounts."""

@@ -1,0 +1,1 @@
+"""What the example's apps share: command building and dispatch, validation, API and admin bases."""

@@ -1,0 +1,1 @@
+"""The demo: ``manage.py orchestrix_demo`` and the workload it generates."""

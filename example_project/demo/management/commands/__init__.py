@@ -1,0 +1,1 @@
+"""orchestrix_demo."""
