@@ -21,10 +21,11 @@ neither skips nor repeats an event. The projection's state row is locked for
 the batch, so only one runner advances a projection at a time, however many
 workers run. A failed handler attempt leaves no partial writes behind, and
 its retries (``retry_policy``) start clean: a batch of plain-function
-handlers first runs in one savepoint, in the runner's thread (the fast path);
-if any handler raises, that savepoint rolls back and the batch runs again with
-a savepoint per handler attempt, the retry policy and the failure mode, so it
-stops at the failing event exactly as if the fast path had never run. (A
+handlers first runs straight in the batch's transaction, in the runner's
+thread (the fast path); if any handler raises, that transaction rolls back
+and the batch runs again with a savepoint per handler attempt, the retry
+policy and the failure mode, so it stops at the failing event exactly as if
+the fast path had never run. (A
 handler's effects outside the database, such as an e-mail, may therefore
 happen twice for the events before a failing one in its batch; keep such
 effects out of projections, or make them idempotent.)
@@ -44,6 +45,7 @@ Other projections are never affected by one projection's failure.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -168,7 +170,7 @@ class DjangoProjection(ProjectionEngine):
     async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:
         """Run a sync handler in the runner's thread, inside a savepoint."""
         failed = self._failed_directly
-        if failed is not None and failed.event is event and failed.handler is handler:
+        if failed is not None and failed.event.id == event.id and failed.handler is handler:
             # This attempt already ran, and failed, in the runner's batch
             # savepoint (rolled back since): it counts as the first attempt.
             self._failed_directly = None
@@ -283,7 +285,12 @@ def catch_up(
             if max_batches is not None and batches >= max_batches:
                 break
             started = time.perf_counter()
-            outcome = _run_batch(projection, store)
+            try:
+                outcome = _run_batch(projection, store)
+            except _Redo as redo:
+                # The batch's fast path failed and its transaction rolled back:
+                # the same batch again, carefully (see _apply).
+                outcome = _run_batch(projection, store, redo.failure)
             batches += 1 if outcome.read else 0
             applied += outcome.applied
             position = outcome.position
@@ -319,7 +326,9 @@ class _BatchOutcome:
     stopped: str | None
 
 
-def _run_batch(projection: DjangoProjection, store: DjangoEventStore) -> _BatchOutcome:
+def _run_batch(
+    projection: DjangoProjection, store: DjangoEventStore, redo: _DirectFailure | None = None
+) -> _BatchOutcome:
     states = DjangoProjectionStateStore()
     projection_id = projection.projection_id
     with transaction.atomic(using=states.using), states.lock(projection_id) as locked:
@@ -350,7 +359,7 @@ def _run_batch(projection: DjangoProjection, store: DjangoEventStore) -> _BatchO
         if not batch and unreadable is None:
             return _BatchOutcome(0, 0, after, None)
         try:
-            applied = _apply(projection, states, batch)
+            applied = _apply(projection, states, batch, redo)
         except HandlerError as error:
             # The events before the failing one, and the unhealthy state, are
             # applied and saved: this transaction commits them.
@@ -380,35 +389,56 @@ class _DirectFailure:
     error: Exception
 
 
+class _Redo(Exception):
+    """The fast path of a batch failed: roll its transaction back, run it carefully."""
+
+    def __init__(self, failure: _DirectFailure) -> None:
+        super().__init__(f"a handler raised at event {failure.event.id}")
+        self.failure = failure
+
+
 def _apply(
-    projection: DjangoProjection, states: DjangoProjectionStateStore, batch: list[StoredEvent]
+    projection: DjangoProjection,
+    states: DjangoProjectionStateStore,
+    batch: list[StoredEvent],
+    redo: _DirectFailure | None = None,
 ) -> int:
     """Apply ``batch`` (in the batch's transaction); returns how many events it applied.
 
-    The fast path first (:func:`_apply_directly`). When one of its handlers
-    raises, the savepoint has rolled everything back: the events before the
-    failing one are applied directly again, and the rest goes through the
-    engine, one savepoint per handler attempt, with the retry policy and the
-    failure mode. The failed attempt counts as the failing handler's first
-    attempt, so the handler runs exactly as often as without the fast path
-    and the batch stops (or parks) at the same event in the same state.
+    The fast path first (:func:`_apply_directly`), with no savepoint: when one
+    of its handlers raises, :class:`_Redo` rolls the whole batch transaction
+    back and :func:`catch_up` runs the batch again with ``redo``, the failure.
+    Then the events before the failing one are applied directly (in a
+    savepoint), and the rest goes through the engine, one savepoint per
+    handler attempt, with the retry policy and the failure mode. The failed
+    attempt counts as the failing handler's first attempt, so the handler
+    runs exactly as often as without the fast path and the batch stops (or
+    parks) at the same event in the same state.
     """
     if not batch:
         return 0
     if not projection.runs_batches_directly():
         return int(async_to_sync(projection.process_events)(batch))
-    failure = _apply_directly(projection, batch)
-    if failure is None:
-        return _mark_applied(projection, states, batch)
+    if redo is None:
+        failure = _apply_directly(projection, batch, savepoint=False)
+        if failure is None:
+            return _mark_applied(projection, states, batch)
+        raise _Redo(failure)
+    if redo.index >= len(batch) or batch[redo.index].event.id != redo.event.id:
+        # Another runner moved the projection in between: a different batch.
+        failure = _apply_directly(projection, batch)
+        if failure is None:
+            return _mark_applied(projection, states, batch)
+        redo = failure
     applied = 0
     rest = batch
-    before = batch[: failure.index]
+    before = batch[: redo.index]
     if not before or _apply_directly(projection, before) is None:
         if before:
             applied = _mark_applied(projection, states, before)
-        rest = batch[failure.index :]
-        if failure.handler is not None:
-            projection._failed_directly = failure
+        rest = batch[redo.index :]
+        if redo.handler is not None:
+            projection._failed_directly = redo
     try:
         return applied + int(async_to_sync(projection.process_events)(rest))
     finally:
@@ -430,19 +460,25 @@ def _mark_applied(
 
 
 def _apply_directly(
-    projection: DjangoProjection, batch: list[StoredEvent]
+    projection: DjangoProjection, batch: list[StoredEvent], *, savepoint: bool = True
 ) -> _DirectFailure | None:
-    """Run the batch's sync handlers in this thread, in one savepoint.
+    """Run the batch's sync handlers in this thread, in one savepoint (or none).
 
     The fast path of a batch: one savepoint for the whole batch instead of one
     per handler call, and no thread hop per call. Returns None when every
-    handler succeeded, or which one raised (the savepoint is rolled back then).
+    handler succeeded, or which one raised (the savepoint is rolled back then;
+    without one, the caller must roll the transaction back).
     """
     record: StoredEvent | None = None
     handler: Callable[[Any], Any] | None = None
     routes: dict[tuple[type[Event], str], tuple[Callable[[Any], Any], ...]] = {}
+    scope = (
+        transaction.atomic(using=str(orchestrix_settings.DATABASE))
+        if savepoint
+        else contextlib.nullcontext()
+    )
     try:
-        with transaction.atomic(using=str(orchestrix_settings.DATABASE)):
+        with scope:
             for record in batch:
                 event = record.event
                 handler = None
