@@ -19,6 +19,8 @@
 * ``orchestrix.E010`` ``SAGAS`` lists something the workers cannot run (neither a
   ``DjangoSaga`` nor a core ``Saga`` on a ``DjangoSagaStateStore``), or two sagas with
   one type; or ``SAGA_SWEEP_INTERVAL`` or ``SAGA_RESUME_AFTER`` is not a positive number.
+* ``orchestrix.E011`` ``WAKE_UP`` is ``"celery"`` and the Celery app accepts or sends
+  pickle (see :func:`check_celery_serializers`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import API_IMPORT_STRINGS, DEFAULTS, orchestrix_settings
 
-__all__ = ["check_configuration"]
+__all__ = ["check_celery_serializers", "check_configuration"]
+
+#: What Celery and kombu call the pickle serializer: by name and by content type.
+PICKLE = frozenset({"pickle", "application/x-python-serialize"})
 
 
 @register("orchestrix")
@@ -344,3 +349,59 @@ def check_sagas(
             )
         seen.add(saga.saga_type)
     return errors
+
+
+@register("orchestrix")
+def check_celery_serializers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.E011``: the Celery app runs no pickle.
+
+    A worker that accepts pickle runs whatever code anyone who can write to
+    its broker sends it. Orchestrix's tasks are sent as JSON whatever the
+    settings, but the workers that run them also take every message their
+    ``accept_content`` allows. So with ``ORCHESTRIX["WAKE_UP"] = "celery"``
+    (the setting under which Orchestrix sends tasks: projection wake-ups and
+    sagas) the app must neither accept pickle (``accept_content``,
+    ``result_accept_content``) nor send it (``task_serializer``,
+    ``result_serializer``, ``event_serializer``).
+
+    The app checked is Celery's current app: the project's own, which
+    ``proj/__init__.py`` imports (a ``Celery()`` becomes the current app when it
+    is created), so that the web processes send their tasks through it. With
+    ``WAKE_UP = "none"`` Orchestrix sends no task and checks nothing.
+    """
+    try:
+        user = orchestrix_settings.user_settings
+    except ImproperlyConfigured:
+        return []  # ORCHESTRIX is not a dict: E006 says so
+    if user.get("WAKE_UP", DEFAULTS["WAKE_UP"]) != "celery" or find_spec("celery") is None:
+        return []  # not Orchestrix's business, or E009 reports the missing Celery
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    conf = app.conf
+    errors: list[CheckMessage] = []
+    for name in ("accept_content", "result_accept_content"):
+        accepted = conf.get(name) or ()
+        if isinstance(accepted, str):
+            accepted = (accepted,)
+        if any(str(kind).lower() in PICKLE for kind in accepted):
+            errors.append(_pickle_error(app, name, list(accepted)))
+    for name in ("task_serializer", "result_serializer", "event_serializer"):
+        serializer = conf.get(name)
+        if str(serializer).lower() in PICKLE:
+            errors.append(_pickle_error(app, name, serializer))
+    return errors
+
+
+def _pickle_error(app: Any, name: str, value: object) -> Error:
+    return Error(
+        f"the Celery app {app.main!r} has {name} = {value!r}: pickle lets anyone who can "
+        "write to the broker run code in the workers",
+        hint=f"Use JSON only: {name} = "
+        + ('["json"]' if name.endswith("accept_content") else '"json"')
+        + f" (CELERY_{name.upper()} with config_from_object(..., namespace='CELERY')). "
+        "Orchestrix's tasks pass ids only, in JSON.",
+        id="orchestrix.E011",
+    )

@@ -23,8 +23,31 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   stream row; see :mod:`orchestrix_django.postgresql_append`), committing by
   itself; reads use plain cursors and keyset pages, never server-side cursors.
 * **Events come back as their classes**, decoded through the event registry
-  and upcast to the latest schema version; undecodable rows raise
-  :class:`EventDecodeError` naming the stream, version and type.
+  and upcast to the latest schema version; undecodable rows (not JSON, the
+  wrong shape, nested too deeply, an upcaster that fails on them) raise
+  :class:`EventDecodeError`, and rows of an unknown type or schema version
+  :class:`UnknownEventTypeError`, naming the stream, version, type and position.
+* **Input it can't store exactly is refused before the database is touched**,
+  with a ``ValueError`` (``TypeError`` for a wrong kind of argument) that names
+  the event and the field, on every database alike:
+
+  - ids and types: non-empty text without NUL or lone surrogates (see
+    :func:`~orchestrix.core.eventsourcing.event_store.check_save_arguments`), no
+    longer than their columns (255 characters);
+  - the data and metadata of an event: no NUL character and no lone surrogate
+    in any string (PostgreSQL's text and jsonb refuse NUL and surrogate escapes;
+    the other databases would keep them, so an event stored there could not be
+    copied to PostgreSQL); nested at most :data:`MAX_JSON_DEPTH` levels
+    (:data:`MARIADB_MAX_JSON_DEPTH` on MariaDB, whose JSON columns refuse
+    deeper documents); no integer of more than 4300 digits (Python's JSON
+    limit) and, on MySQL, none beyond 64 bits (its JSON type keeps them as
+    doubles); at most :attr:`DjangoEventStore.max_event_bytes` bytes of JSON;
+  - ``expected_version``, ``from_version``, positions: ints up to 2**63-1, the
+    range of the BIGINT columns.
+
+  On MySQL and MariaDB one INSERT of a save must also fit ``max_allowed_packet``
+  (16 MiB by default on MariaDB): lower ``INSERT_BATCH_SIZE`` if saves carry
+  many large events.
 
 ``events_committed`` (see :mod:`orchestrix_django.signals`) is sent after the
 commit.
@@ -35,12 +58,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -48,9 +72,17 @@ from orchestrix.core.common.exceptions import (
     ConcurrencyError,
     DuplicateEventError,
     EventDecodeError,
+    OrchestrixError,
+    UnknownEventTypeError,
 )
 from orchestrix.core.common.observability import ObservabilityHooks, get_observability
-from orchestrix.core.eventsourcing.event_store import StoredEvent, check_save_arguments
+from orchestrix.core.eventsourcing.event_store import (
+    StoredEvent,
+    check_from_version,
+    check_read_all_arguments,
+    check_save_arguments,
+    unstorable_character,
+)
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import Event
@@ -68,6 +100,22 @@ logger = logging.getLogger("orchestrix.store")
 
 #: The key of the PostgreSQL advisory lock that orders appends ("orchestr").
 APPEND_LOCK_KEY = 0x6F72636865737472
+
+#: How deeply an event's stored JSON may nest, its data (or metadata) object
+#: being level 1. MySQL's own limit; on PostgreSQL and SQLite, Orchestrix's:
+#: reading JSON back costs Python a few frames per level, and a reader deep in
+#: a call stack must not hit the recursion limit.
+MAX_JSON_DEPTH = 100
+
+#: MariaDB's JSON columns (a CHECK with JSON_VALID) refuse documents nested 32
+#: levels deep.
+MARIADB_MAX_JSON_DEPTH = 31
+
+#: The largest event :class:`DjangoEventStore` stores by default: the JSON text
+#: of its data and metadata, in bytes (as sent to the database, non-ASCII
+#: characters escaped). Events are facts, not files: keep large payloads
+#: elsewhere and store a reference.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 #: The columns of a stored event, in the order the read queries return them.
 ROW_FIELDS = (
@@ -93,6 +141,11 @@ class DjangoEventStore(EventDecoding):
 
     #: The repository passes ``aggregate_type`` to stores that say they take it.
     accepts_aggregate_type = True
+
+    #: The largest event a save accepts: the JSON text of its data and metadata,
+    #: in bytes (see :data:`MAX_EVENT_BYTES`). Raise it in a subclass if you must;
+    #: MySQL and MariaDB also need ``max_allowed_packet`` above it.
+    max_event_bytes: int = MAX_EVENT_BYTES
 
     def __init__(
         self,
@@ -146,7 +199,8 @@ class DjangoEventStore(EventDecoding):
         aggregate_type: str | None,
     ) -> None:
         """Append events and their encoded form, reporting it (the tail of both saves)."""
-        _check_column_lengths(aggregate_id, events, encoded)
+        _check_column_lengths(aggregate_id, events, encoded, aggregate_type)
+        _check_storable(aggregate_id, encoded, connections[self.using], self.max_event_bytes)
         hooks = self.hooks
         with hooks.start_event_store_operation("save") as span:
             span.set_attribute("aggregate_id", aggregate_id)
@@ -427,6 +481,8 @@ class DjangoEventStore(EventDecoding):
 
     def stream_version(self, aggregate_id: str) -> int:
         """The number of events in the stream (0 if it does not exist)."""
+        if _never_stored(aggregate_id):
+            return 0
         version = (
             EventRecord.objects.using(self.using)
             .filter(stream_id=aggregate_id)
@@ -436,8 +492,7 @@ class DjangoEventStore(EventDecoding):
 
     def load(self, aggregate_id: str, from_version: int = 0) -> list[Event]:
         """The stream's events with version > ``from_version``, decoded and upcast."""
-        if from_version < 0:
-            raise ValueError(f"from_version must be >= 0, got {from_version}")
+        check_from_version(from_version)
         with self.hooks.start_event_store_operation("load") as span:
             span.set_attribute("aggregate_id", aggregate_id)
             events = [record.event for record in self.iter_stream(aggregate_id, from_version)]
@@ -447,6 +502,7 @@ class DjangoEventStore(EventDecoding):
     def iter_stream(self, aggregate_id: str, from_version: int = 0) -> Iterator[StoredEvent]:
         """Stream the events of ``aggregate_id`` after ``from_version`` without
         holding them all in memory (``READ_CHUNK_SIZE`` rows per query)."""
+        check_from_version(from_version)
         return self._iter_stream(aggregate_id, from_version, upcast=True)
 
     def _iter_stream(
@@ -455,6 +511,8 @@ class DjangoEventStore(EventDecoding):
         # Keyset pages by version rather than a server-side cursor: a stream
         # only grows at its end, so the pages are consistent, and a short
         # stream (the common case) costs one query without a cursor's round trips.
+        if _never_stored(aggregate_id):
+            return
         chunk = int(orchestrix_settings.READ_CHUNK_SIZE)
         after = max(from_version, 0)
         decode = self._row_decoder(upcast=upcast)
@@ -482,8 +540,7 @@ class DjangoEventStore(EventDecoding):
         upcast: bool,
         before_position: int | None = None,
     ) -> list[StoredEvent]:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        check_read_all_arguments(after_position, limit, before_position)
         limit = min(limit, int(orchestrix_settings.MAX_READ_ALL_LIMIT))
         after = max(after_position, 0)
         if before_position is None:
@@ -515,7 +572,18 @@ class DjangoEventStore(EventDecoding):
             _SQL_CACHE[(connection.vendor, query)] = sql
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return list(cursor.fetchall())
+            try:
+                return list(cursor.fetchall())
+            except DatabaseError as error:
+                if "decode to UTF-8" not in str(error):
+                    raise
+                # SQLite hands back what was written, and only it can hold bytes
+                # that are not UTF-8 in a text column (PostgreSQL and MariaDB
+                # refuse them): a row written around the store, named as such.
+                raise EventDecodeError(
+                    f"a stored event holds text that is not valid UTF-8 ({error}); it was "
+                    "written around the store: find it with CAST(column AS BLOB) and repair it"
+                ) from error
 
     def head_position(self) -> int:
         """The position of the newest stored event (0 when the log is empty)."""
@@ -556,9 +624,11 @@ class DjangoEventStore(EventDecoding):
                 try:
                     data = _loads(data) if type(data) is str else data
                     meta = _loads(meta) if type(meta) is str else meta
-                except ValueError as error:
+                except (ValueError, RecursionError) as error:
                     raise EventDecodeError(
-                        f"the stored data is not valid JSON ({error})",
+                        "the stored data is nested too deeply to decode"
+                        if isinstance(error, RecursionError)
+                        else f"the stored data is not valid JSON ({error})",
                         event_type=event_type,
                         stream_id=stream_id,
                         version=version,
@@ -573,9 +643,15 @@ class DjangoEventStore(EventDecoding):
                 timestamp = timestamp.replace(tzinfo=UTC)
             cls = classes.get((event_type, schema))
             if cls is None:
-                cls = classes[event_type, schema] = resolve(
-                    event_type, schema, stream_id=stream_id, version=version
-                )
+                try:
+                    cls = classes[event_type, schema] = resolve(
+                        event_type, schema, stream_id=stream_id, version=version
+                    )
+                except UnknownEventTypeError:
+                    # With the position: a reader of the log can take the events before it.
+                    raise UnknownEventTypeError(
+                        event_type, schema, stream_id, version, position
+                    ) from None
             event = decode(
                 event_id,
                 event_type,
@@ -589,7 +665,20 @@ class DjangoEventStore(EventDecoding):
                 cls=cls,
             )
             if upcasters is not None:
-                event = upcasters.upcast_to_latest(event, registry)
+                try:
+                    event = upcasters.upcast_to_latest(event, registry)
+                except OrchestrixError:
+                    raise
+                except Exception as error:
+                    # An upcaster that fails on this stored event: the event
+                    # can't be read as its current class (a runner parks it).
+                    raise EventDecodeError(
+                        f"upcasting failed: {type(error).__name__}: {error}",
+                        event_type=event_type,
+                        stream_id=stream_id,
+                        version=version,
+                        position=position,
+                    ) from error
             return StoredEvent(position, stream_id, version, event)
 
         return decode_row
@@ -631,6 +720,8 @@ class DjangoEventStore(EventDecoding):
 
     def load_snapshot(self, aggregate_id: str) -> Snapshot | None:
         """The newest snapshot of ``aggregate_id``, or None."""
+        if _never_stored(aggregate_id):
+            return None
         record = SnapshotRecord.objects.using(self.using).filter(pk=aggregate_id).first()
         if record is None:
             return None
@@ -645,7 +736,10 @@ class DjangoEventStore(EventDecoding):
 
 
 def _check_column_lengths(
-    aggregate_id: str, events: Sequence[Event], encoded: list[EncodedEvent]
+    aggregate_id: str,
+    events: Sequence[Event],
+    encoded: list[EncodedEvent],
+    aggregate_type: str | None = None,
 ) -> None:
     """Refuse ids and types longer than their columns, before touching the database.
 
@@ -662,6 +756,16 @@ def _check_column_lengths(
             f"aggregate_id is {len(aggregate_id)} characters long; "
             f"at most {limits['stream_id']} can be stored"
         )
+    if aggregate_type:
+        most = int(getattr(StreamRecord._meta.get_field("aggregate_type"), "max_length", 0) or 0)
+        if len(aggregate_type) > most:
+            raise ValueError(
+                f"aggregate_type is {len(aggregate_type)} characters long; "
+                f"at most {most} can be stored"
+            )
+        problem = unstorable_character(aggregate_type)
+        if problem is not None:
+            raise ValueError(f"aggregate_type {aggregate_type[:80]!r} contains {problem}")
     for index, (event, item) in enumerate(zip(events, encoded, strict=True), start=1):
         for name, value in (
             ("event_id", item.event_id),
@@ -674,6 +778,171 @@ def _check_column_lengths(
                     f"event {index} of the save to {aggregate_id!r} ({item.event_type}) has a "
                     f"{name} of {len(value)} characters; at most {limits[name]} can be stored"
                 )
+
+
+def _never_stored(aggregate_id: object) -> bool:
+    """Whether ``aggregate_id`` is text no save accepts (NUL, lone surrogates).
+
+    Reads of such an id find nothing, on every database, rather than make the
+    driver fail (PostgreSQL refuses NUL in a parameter, no driver encodes a
+    lone surrogate): a stream id from a URL is input like any other.
+    """
+    return type(aggregate_id) is str and unstorable_character(aggregate_id) is not None
+
+
+class _Unstorable(Exception):
+    """A value of an event's JSON that can't be stored; ``path`` says where."""
+
+    def __init__(self, problem: str, hint: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.hint = hint
+        self.path: list[str] = []
+
+
+#: An int of more bits than this may have more than 4300 digits: checked exactly.
+_LONG_INT_BITS = 14_000
+#: Characters no database keeps (see unstorable_character), for non-ASCII text.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+_NUL_HINT = (
+    "PostgreSQL can't store NUL in text, so no database takes it; "
+    "store binary data in a bytes field (base64 in JSON)"
+)
+_SURROGATE_HINT = (
+    "a lone surrogate is not a character (decoding invalid UTF-8 with "
+    "errors='surrogateescape' leaves them): decode with errors='replace', or keep the raw "
+    "bytes in a bytes field"
+)
+
+
+def _check_storable(
+    aggregate_id: str, encoded: list[EncodedEvent], connection: Any, max_bytes: int
+) -> None:
+    """Refuse events whose JSON a database would refuse or change, naming the event and field.
+
+    One walk over each event's data and metadata (no JSON text is made for
+    events well under ``max_bytes``): strings with NUL or lone surrogates,
+    nesting deeper than the database takes, integers JSON can't carry, values
+    that are not JSON, and the size.
+    """
+    mariadb = connection.vendor == "mysql" and bool(connection.mysql_is_mariadb)
+    max_depth = MARIADB_MAX_JSON_DEPTH if mariadb else MAX_JSON_DEPTH
+    int64_only = connection.vendor == "mysql" and not mariadb
+    for index, item in enumerate(encoded, start=1):
+        size = 0
+        for part, value in (("data", item.data), ("metadata", item.metadata)):
+            try:
+                size += _json_size(value, 1, max_depth, int64_only)
+            except _Unstorable as problem:
+                where = "".join(reversed(problem.path))
+                raise ValueError(
+                    f"event {index} of the save to {aggregate_id!r} ({item.event_type}) can't "
+                    f"be stored: {part} field {where} {problem.problem}; {problem.hint}"
+                ) from None
+        if size > max_bytes:
+            # The walk's bound is generous; the exact size decides.
+            size = len(_compact_json(item.data)) + len(_compact_json(item.metadata))
+            if size > max_bytes:
+                raise ValueError(
+                    f"event {index} of the save to {aggregate_id!r} ({item.event_type}) is "
+                    f"{size} bytes of JSON; at most {max_bytes} can be stored "
+                    "(DjangoEventStore.max_event_bytes): keep large payloads outside the "
+                    "event store and store a reference to them"
+                )
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _json_size(value: Any, depth: int, max_depth: int, int64_only: bool) -> int:
+    """An upper bound of the bytes of ``value`` (a dict or a list) as JSON text.
+
+    Raises :class:`_Unstorable` for what can't be stored. Written for speed
+    (every save walks its events): scalars are checked inline, one call per
+    container, ASCII strings without a regular expression.
+    """
+    if depth > max_depth:
+        raise _Unstorable(
+            f"is nested more than {max_depth} levels deep",
+            "MariaDB refuses deeper JSON: flatten the value"
+            if max_depth == MARIADB_MAX_JSON_DEPTH
+            else "flatten the value",
+        )
+    is_dict = type(value) is dict
+    size = 2
+    key: Any = None
+    try:
+        for key, item in value.items() if is_dict else enumerate(value):
+            if is_dict:
+                if type(key) is not str:
+                    raise _Unstorable("has a key that is not a string", "JSON keys are strings")
+                if key.isascii() and "\x00" not in key:
+                    size += 6 * len(key) + 4
+                else:
+                    size += _text_size(key) + 2
+            kind = type(item)
+            if kind is str:
+                if item.isascii() and "\x00" not in item:
+                    size += 6 * len(item) + 3
+                else:
+                    size += _text_size(item) + 1
+            elif kind is dict or kind is list:
+                size += _json_size(item, depth + 1, max_depth, int64_only) + 1
+            elif kind is int:
+                size += _int_size(item, int64_only) + 1
+            elif kind is float:
+                if item - item != 0.0:  # NaN or an infinity
+                    raise _Unstorable(
+                        f"is {item}, which JSON can't hold",
+                        "the codec writes non-finite floats as strings; import them that way",
+                    )
+                size += 25
+            elif item is None or kind is bool:
+                size += 6
+            else:
+                raise _Unstorable(
+                    f"is a {kind.__qualname__}, not a JSON value",
+                    "an EncodedEvent's data holds only what json.dumps writes",
+                )
+    except _Unstorable as problem:
+        if is_dict:
+            problem.path.append(str(key) if depth == 1 else f"[{key!r}]")
+        else:
+            problem.path.append(f"[{key}]")
+        raise
+    return size
+
+
+def _text_size(text: str) -> int:
+    """An upper bound of the bytes of ``text`` as a JSON string; raises _Unstorable."""
+    if text.isascii():
+        if "\x00" not in text:
+            return 6 * len(text) + 2  # "\u001f" for a control character
+    elif _UNSTORABLE_TEXT.search(text) is None:
+        return 12 * len(text) + 2  # "\ud83d\ude00" for an astral character
+    problem = str(unstorable_character(text))
+    hint = _NUL_HINT if problem.startswith("a NUL") else _SURROGATE_HINT
+    raise _Unstorable(f"contains {problem}", hint)
+
+
+def _int_size(value: int, int64_only: bool) -> int:
+    if int64_only and not -(2**63) <= value < 2**64:
+        raise _Unstorable(
+            "is an integer beyond 64 bits",
+            "MySQL's JSON type would keep it as a double, rounded: store it as a "
+            "string (a Decimal field)",
+        )
+    bits = value.bit_length()
+    if bits > _LONG_INT_BITS:
+        try:
+            return len(str(value))
+        except ValueError:
+            raise _Unstorable(
+                "is an integer of more than 4300 digits",
+                "Python's json refuses to write it (sys.set_int_max_str_digits)",
+            ) from None
+    return bits // 3 + 2
 
 
 #: The read queries, by the statement's shape; see DjangoEventStore._select.
@@ -765,8 +1034,7 @@ class DjangoAsyncEventStore:
 
         Upcasters run on the async path here, so ones that await I/O work.
         """
-        if from_version < 0:
-            raise ValueError(f"from_version must be >= 0, got {from_version}")
+        check_from_version(from_version)
         records = await sync_to_async(self._load_raw)(aggregate_id, from_version)
         return [await self._upcast(record.event) for record in records]
 

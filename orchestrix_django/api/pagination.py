@@ -35,6 +35,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from orchestrix.core.eventsourcing.event_store import MAX_POSITION
 from orchestrix_django.conf import orchestrix_settings
 
 __all__ = ["after_number", "after_text", "next_url", "page_limit", "paged", "set_next_link"]
@@ -64,8 +65,8 @@ def after_number(request: Request) -> int:
         after = int(text)
     except ValueError:
         raise ValidationError({"after": f"expected a whole number, got {text!r}"}) from None
-    if after < 0:
-        raise ValidationError({"after": f"expected a number >= 0, got {after}"})
+    if not 0 <= after <= MAX_POSITION:
+        raise ValidationError({"after": f"expected a number from 0 to {MAX_POSITION}, got {after}"})
     return after
 
 

@@ -307,7 +307,7 @@ def test_page_sizes_default_and_are_capped(staff: Client) -> None:
         streams = staff.get(url("stream-list") + "?limit=100").json()
         assert len(streams["results"]) == 4
         assert streams["next"] is None
-    for bad in ("?limit=0", "?limit=ten", "?after=-1", "?after=x"):
+    for bad in ("?limit=0", "?limit=ten", "?after=-1", "?after=x", f"?after={2**63}"):
         response = staff.get(url("event-log") + bad)
         assert response.status_code == 400, bad
         assert response["Content-Type"] == "application/json"

@@ -147,14 +147,22 @@ class UnknownEventTypeError(OrchestrixError, LookupError):
         schema_version: int | None = None,
         stream_id: str | None = None,
         version: int | None = None,
+        position: int | None = None,
     ) -> None:
         self.event_type = event_type
         self.schema_version = schema_version
         self.stream_id = stream_id
         self.version = version
+        #: The event's position in the global log, when a read of the log met it.
+        self.position = position
         where = ""
         if stream_id is not None:
-            where = f" (stream {stream_id!r}" + (f", version {version})" if version else ")")
+            where = (
+                f" (stream {stream_id!r}"
+                + (f", version {version}" if version else "")
+                + (f", position {position}" if position is not None else "")
+                + ")"
+            )
         schema = f" schema version {schema_version}" if schema_version is not None else ""
         super().__init__(
             f"no event class is registered for type {event_type!r}{schema}{where}; "

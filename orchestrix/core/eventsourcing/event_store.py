@@ -20,6 +20,7 @@ Besides the two protocols of the reference, stores may implement
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -28,6 +29,7 @@ from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.messaging.message import Event
 
 __all__ = [
+    "MAX_POSITION",
     "AsyncEventStore",
     "AsyncGlobalEventLog",
     "AsyncSnapshotStore",
@@ -35,8 +37,20 @@ __all__ = [
     "GlobalEventLog",
     "SnapshotStore",
     "StoredEvent",
+    "check_from_version",
+    "check_read_all_arguments",
     "check_save_arguments",
+    "unstorable_character",
 ]
+
+#: The largest version, expected version or position a store accepts: a signed
+#: 64-bit integer, what every database's BIGINT holds.
+MAX_POSITION = 2**63 - 1
+
+#: Characters no store keeps in text: NUL (PostgreSQL refuses it in text and
+#: JSON, C libraries end strings at it) and lone UTF-16 surrogates, which are
+#: not characters at all and can't be encoded as UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @runtime_checkable
@@ -140,18 +154,55 @@ class AsyncGlobalEventLog(Protocol):
         ...
 
 
+def unstorable_character(text: str) -> str | None:
+    """A description of the first character of ``text`` no store keeps, or None.
+
+    NUL and lone surrogates (``"\\ud800"``, what decoding invalid UTF-8 with
+    ``surrogateescape`` leaves behind) are refused in every stored string.
+    """
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    what = "a NUL character" if char == "\x00" else f"a lone surrogate ({char!r})"
+    return f"{what} at index {found.start()}"
+
+
+def _check_identifier(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    problem = unstorable_character(value)
+    if problem is not None:
+        raise ValueError(
+            f"{name} {value[:80]!r} contains {problem}; ids and types must be valid "
+            "Unicode text without NUL"
+        )
+
+
+def _check_int(name: str, value: object, allowed: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int ({allowed}), got {value!r}")
+    return value
+
+
 def check_save_arguments(
     aggregate_id: str, events: Sequence[Event], expected_version: int | None
 ) -> None:
-    """Reject malformed save arguments with errors that say what is wrong."""
-    if not isinstance(aggregate_id, str) or not aggregate_id:
-        raise ValueError(f"aggregate_id must be a non-empty string, got {aggregate_id!r}")
+    """Reject malformed save arguments with errors that say what is wrong.
+
+    The stream id, and each event's id and type, must be non-empty text
+    without NUL or lone surrogates; ``expected_version`` None or an int from
+    0 to :data:`MAX_POSITION`.
+    """
+    _check_identifier("aggregate_id", aggregate_id)
     if expected_version is not None and (
         isinstance(expected_version, bool)
         or not isinstance(expected_version, int)
-        or expected_version < 0
+        or not 0 <= expected_version <= MAX_POSITION
     ):
-        raise ValueError(f"expected_version must be None or an int >= 0, got {expected_version!r}")
+        raise ValueError(
+            f"expected_version must be None or an int from 0 to 2**63-1, got {expected_version!r}"
+        )
     if isinstance(events, Event):
         raise TypeError("events must be a sequence of events; wrap a single event in a list")
     seen: set[str] = set()
@@ -160,4 +211,36 @@ def check_save_arguments(
             raise TypeError(f"can only store Event instances, got {type(event).__name__}")
         if event.id in seen:
             raise ValueError(f"event id {event.id} appears twice in one save")
+        _check_identifier("event id", event.id)
+        _check_identifier(f"the type of event {event.id}", event.type)
         seen.add(event.id)
+
+
+def check_from_version(from_version: int) -> int:
+    """``from_version`` of a load, if it is an int from 0 to :data:`MAX_POSITION`."""
+    _check_int("from_version", from_version, "a stream version >= 0")
+    if not 0 <= from_version <= MAX_POSITION:
+        raise ValueError(f"from_version must be from 0 to 2**63-1, got {from_version}")
+    return from_version
+
+
+def check_read_all_arguments(
+    after_position: int, limit: int, before_position: int | None = None
+) -> None:
+    """Reject malformed ``read_all`` arguments.
+
+    ``after_position`` is an int up to :data:`MAX_POSITION` (a negative one
+    reads from the start, as 0 does: every position is after it);
+    ``limit`` at least 1; ``before_position`` None or an int up to
+    :data:`MAX_POSITION`.
+    """
+    _check_int("after_position", after_position, "a position, 0 for the start")
+    if after_position > MAX_POSITION:
+        raise ValueError(f"after_position must be at most 2**63-1, got {after_position}")
+    _check_int("limit", limit, "the most events to return")
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    if before_position is not None:
+        _check_int("before_position", before_position, "a position")
+        if before_position > MAX_POSITION:
+            raise ValueError(f"before_position must be at most 2**63-1, got {before_position}")

@@ -15,6 +15,15 @@ come back as what they were. Enums and dataclasses in such untyped places come
 back as their plain values (their class cannot be known safely from stored
 data); give the field a type to keep them.
 
+What databases do to JSON is taken into account: PostgreSQL's jsonb hands a
+float written with an exponent (``1e+300``) back as an integer, so untyped
+floats from 1e16 up are tagged, and where a float is expected an integer that
+is exactly such a float's decimal value comes back as that float. (jsonb also
+drops the sign of ``-0.0``.) In a union, a str, int, bool or float value comes
+back as the member of its own type (``"1.5"`` in ``Decimal | str`` stays a
+str); a container value is encoded by the one member of its container type,
+tagged with the member when the JSON shape alone can't tell.
+
 Decoding never calls ``__init__``: a stored event is a historical fact, and a
 validation rule added to the class later must not make history unreadable.
 """
@@ -31,7 +40,7 @@ import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -96,14 +105,22 @@ def _encode_float(value: float) -> JsonValue:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
+#: Floats from this magnitude on are written with an exponent (``1e+16``), which
+#: PostgreSQL's jsonb turns into the integer ``10000000000000000``: see
+#: :func:`_float_from_integer` and the tagged floats of untyped positions.
+_EXPONENT_FLOATS = 1e16
+_EXPONENT_INTS = 10**16
+
+
 def _encode_tagged(value: Any) -> JsonValue:
     """Encode a value whose annotation is unknown, tagging what JSON can't say."""
     kind = type(value)
     if value is None or kind is bool or kind is int or kind is str:
         return value
     if kind is float:
-        if math.isfinite(value):
+        if -_EXPONENT_FLOATS < value < _EXPONENT_FLOATS:
             return value
+        # Non-finite, or large enough for a database to hand it back as an int.
         return {TAG: "float", "value": _encode_float(value)}
     if kind is list:
         return [_encode_tagged(v) for v in value]
@@ -164,7 +181,7 @@ def _sorted_if_possible(items: list[JsonValue]) -> list[JsonValue]:
 
 
 _TAG_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "float": lambda v: float(v),
+    "float": lambda v: float(v) if type(v) is not bool else _not_a_float(v),
     "datetime": datetime.fromisoformat,
     "date": date.fromisoformat,
     "time": time.fromisoformat,
@@ -173,6 +190,10 @@ _TAG_DECODERS: dict[str, Callable[[Any], Any]] = {
     "uuid": uuid.UUID,
     "bytes": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
 }
+
+
+def _not_a_float(value: Any) -> float:
+    raise TypeError(f"{value!r} is not a number")
 
 
 def _decode_tagged(data: JsonValue) -> Any:
@@ -196,14 +217,17 @@ def _decode_tagged(data: JsonValue) -> Any:
             if not isinstance(value, list):
                 raise DecodeFailure(f"tagged {tag} without a list value")
             items = [_decode_tagged(v) for v in value]
-            return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+            try:
+                return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+            except TypeError as error:  # an unhashable item in a set
+                raise DecodeFailure(f"bad {tag} value: {error}") from None
         decoder = _TAG_DECODERS.get(tag)
         if decoder is None:
             raise DecodeFailure(f"unknown value tag {tag!r}")
         try:
             return decoder(value)
-        except (ValueError, TypeError, AttributeError, InvalidOperation) as error:
-            raise DecodeFailure(f"bad {tag} value {value!r}: {error}") from None
+        except (ValueError, TypeError, AttributeError, ArithmeticError, InvalidOperation) as error:
+            raise DecodeFailure(f"bad {tag} value {_shown(value)}: {error}") from None
     raise DecodeFailure(f"not a JSON value: {data!r}")
 
 
@@ -255,11 +279,17 @@ def _encode_key(key: Any) -> str:
     raise TypeError(f"cannot use {key!r} as a JSON object key")
 
 
+def _shown(data: JsonValue) -> str:
+    """``repr(data)``, cut to 80 characters (stored data can be huge)."""
+    try:
+        shown = repr(data)
+    except (ValueError, RecursionError):  # an int too long for text, or deep nesting
+        return f"a {type(data).__name__}"
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def _fail(expected: str, data: JsonValue) -> DecodeFailure:
-    shown = repr(data)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return DecodeFailure(f"expected {expected}, got {shown}")
+    return DecodeFailure(f"expected {expected}, got {_shown(data)}")
 
 
 def _decode_str(data: JsonValue) -> str:
@@ -285,12 +315,34 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 def _decode_float(data: JsonValue) -> float:
     kind = type(data)
-    if kind is float or kind is int:
-        # An int stays an int: `amount: float = 10` must round-trip as 10.
+    if kind is float:
         return data  # type: ignore[no-any-return]
+    if kind is int:
+        # An int stays an int: `amount: float = 10` must round-trip as 10.
+        if -_EXPONENT_INTS < data < _EXPONENT_INTS:
+            return data  # type: ignore[no-any-return]
+        return _float_from_integer(data)
     if kind is str and data in _NON_FINITE:
         return _NON_FINITE[data]
     raise _fail("a number", data)
+
+
+def _float_from_integer(value: int) -> float:
+    """A large integer found where a float is expected: the float it was, if it was one.
+
+    Python writes ``1e300`` with its exponent; PostgreSQL's jsonb keeps the
+    number's decimal value and hands it back as ``1000…0``, an integer. An
+    integer that is exactly the decimal value of a float's shortest text is
+    taken to be that float (it compares equal to the integer when that is
+    exactly representable); any other integer stays an integer.
+    """
+    try:
+        candidate = float(value)
+    except OverflowError:
+        return value
+    if int(Decimal(repr(candidate))) == value:
+        return candidate
+    return value
 
 
 def _decode_none(data: JsonValue) -> None:
@@ -304,7 +356,7 @@ def _from_string(kind: type, parse: Callable[[str], Any], name: str) -> _Decoder
         if type(data) is str:
             try:
                 return parse(data)
-            except (ValueError, TypeError, InvalidOperation):
+            except (ValueError, TypeError, ArithmeticError, InvalidOperation):
                 pass
         elif isinstance(data, kind):
             return data
@@ -329,7 +381,10 @@ def _decode_decimal(data: JsonValue) -> Decimal:
 
 def _decode_timedelta(data: JsonValue) -> timedelta:
     if type(data) is int:
-        return timedelta(microseconds=data)
+        try:
+            return timedelta(microseconds=data)
+        except OverflowError:
+            raise _fail("a duration within ±999999999 days", data) from None
     raise _fail("a duration in microseconds", data)
 
 
@@ -453,6 +508,10 @@ def _build_encoder(annotation: Any) -> _Encoder:
 def _union_encoder(members: list[Any]) -> _Encoder:
     """Several non-None members: tag what the JSON shape alone can't tell apart."""
     classes = {m.__name__: m for m in members if isinstance(m, type)}
+    containers = {
+        origin: (origin.__name__, _encoder_for(member), tagged)
+        for origin, (member, tagged) in _container_members(members).items()
+    }
 
     def encode(value: Any) -> JsonValue:
         if value is None:
@@ -460,15 +519,57 @@ def _union_encoder(members: list[Any]) -> _Encoder:
         kind = type(value)
         if kind is bool or kind is int or kind is str:
             return value
-        if kind is float and math.isfinite(value):
+        if kind is float and -_EXPONENT_FLOATS < value < _EXPONENT_FLOATS:
             return value
         if isinstance(value, enum.Enum) or dataclasses.is_dataclass(value):
             name = kind.__name__
             if classes.get(name) is kind:
                 return {TAG: "member", "class": name, "value": _encoder_for(kind)(value)}
+        container = containers.get(kind)
+        if container is not None:
+            # The one member of this container type encodes it, so that its
+            # items keep their types (a list[Money] of dataclasses).
+            name, encoder, tagged = container
+            encoded = encoder(value)
+            if tagged or (type(encoded) is dict and TAG in encoded):
+                return {TAG: "member", "class": name, "value": encoded}
+            return encoded
         return _encode_tagged(value)
 
     return encode
+
+
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+def _container_members(members: Sequence[Any]) -> dict[type, tuple[Any, bool]]:
+    """The union members that are the only one of their container type.
+
+    ``{list: (list[Money], tagged)}``: values of that type are encoded by that
+    member; ``tagged`` when another member has the same JSON shape (two
+    array-like members, a dict and a dataclass, an untyped member), so the
+    stored value must say which member it is.
+    """
+    by_origin: dict[type, list[Any]] = {}
+    arrays = objects = 0
+    untyped = False
+    for member in members:
+        unwrapped = _unwrap(member)
+        if _is_any(unwrapped):
+            untyped = True
+            continue
+        origin = typing.get_origin(unwrapped) or unwrapped
+        if origin in (list, tuple, set, frozenset) or _is_sequence_origin(origin):
+            arrays += 1
+        elif origin is dict or _is_mapping_origin(origin) or dataclasses.is_dataclass(origin):
+            objects += 1
+        if origin in _CONTAINERS:
+            by_origin.setdefault(origin, []).append(member)
+    return {
+        origin: (found[0], untyped or (objects if origin is dict else arrays) > 1)
+        for origin, found in by_origin.items()
+        if len(found) == 1
+    }
 
 
 def _is_sequence_origin(origin: Any) -> bool:
@@ -536,7 +637,11 @@ def _build_decoder(annotation: Any) -> _Decoder:
         def decode_sequence(data: JsonValue) -> Any:
             if type(data) is not list:
                 raise _fail("a list", data)
-            return build([_decode_item(item, x, i) for i, x in enumerate(data)])
+            items = [_decode_item(item, x, i) for i, x in enumerate(data)]
+            try:
+                return build(items)
+            except TypeError as error:  # an unhashable item in a set
+                raise DecodeFailure(str(error)) from None
 
         return decode_sequence
     if origin is dict or _is_mapping_origin(origin):
@@ -553,8 +658,8 @@ def _build_decoder(annotation: Any) -> _Decoder:
                     result[parse_key(k)] = value_decoder(v)
                 except DecodeFailure as failure:
                     raise failure.at(f"[{k!r}]") from None
-                except (ValueError, KeyError, InvalidOperation):
-                    raise DecodeFailure(f"bad key {k!r}") from None
+                except (ValueError, TypeError, KeyError, ArithmeticError, InvalidOperation):
+                    raise DecodeFailure(f"bad key {_shown(k)}") from None
             return result
 
         return decode_mapping
@@ -589,7 +694,11 @@ def _decode_item(decoder: _Decoder, data: JsonValue, index: int) -> Any:
 
 def _subclass_decoder(kind: type, base_decoder: _Decoder) -> _Decoder:
     def decode(data: JsonValue) -> Any:
-        return kind(base_decoder(data))
+        value = base_decoder(data)
+        try:
+            return kind(value)
+        except (ValueError, TypeError, ArithmeticError) as error:
+            raise DecodeFailure(f"{kind.__name__} refuses {_shown(value)}: {error}") from None
 
     return decode
 
@@ -598,7 +707,7 @@ def _enum_decoder(kind: type[enum.Enum]) -> _Decoder:
     def decode(data: JsonValue) -> enum.Enum:
         try:
             return kind(data)
-        except ValueError:
+        except (ValueError, TypeError):
             raise _fail(f"a {kind.__name__} value", data) from None
 
     return decode
@@ -628,14 +737,33 @@ def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
             return lambda data: None if data is None else inner(data)
         return inner
     decoders = [_decoder_for(m) for m in others]
-    by_name = {m.__name__: m for m in others if isinstance(m, type)}
+    by_name: dict[str, Any] = {m.__name__: m for m in others if isinstance(m, type)}
+    for origin, (member, _) in _container_members(others).items():
+        by_name.setdefault(origin.__name__, member)
+    # The encoder writes str, int, bool and float values as they are, and every
+    # other member's values tagged or in another JSON type: such a value is
+    # the member of its own type, never a Decimal, a date or an enum parsed
+    # from it. Without that member, it can only be a Literal member's value.
+    unwrapped = [_unwrap(m) for m in others]
+    native = frozenset(m for m in unwrapped if m in (str, int, bool, float))
+    literals = [_decoder_for(m) for m in unwrapped if typing.get_origin(m) is typing.Literal]
 
     def decode(data: JsonValue) -> Any:
         if data is None and optional:
             return None
-        if type(data) is dict and TAG in data:
+        kind = type(data)
+        if kind in native:
+            return data
+        if literals and (kind is str or kind is int or kind is bool or kind is float):
+            for literal in literals:
+                try:
+                    return literal(data)
+                except DecodeFailure:
+                    pass
+        if kind is dict and TAG in data:
             if data[TAG] == "member":
-                member = by_name.get(data.get("class", ""))
+                name = data.get("class")
+                member = by_name.get(name) if type(name) is str else None
                 if member is None:
                     raise _fail(f"one of {sorted(by_name)}", data)
                 return _decoder_for(member)(data.get("value"))
@@ -746,6 +874,13 @@ def dataclass_codec(cls: type) -> DataclassCodec:
 
 
 def _resolve_hints(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
+    """The fields' annotations as types (string annotations resolved).
+
+    All at once through ``typing.get_type_hints``; when one annotation can't
+    be resolved (a name imported under ``TYPE_CHECKING`` only, a class local
+    to a function), field by field, so that only that field is untyped
+    (``Any``: its values are stored tagged) and the others keep their types.
+    """
     try:
         return typing.get_type_hints(cls, include_extras=True)
     except Exception:
@@ -755,14 +890,31 @@ def _resolve_hints(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str,
         annotation = f.type
         if isinstance(annotation, str):
             owner = next((k for k in cls.__mro__ if f.name in inspect.get_annotations(k)), cls)
-            module = sys.modules.get(owner.__module__)
-            namespace = dict(vars(module)) if module else {}
-            try:
-                annotation = eval(annotation, namespace, dict(vars(owner)))
-            except Exception:
-                annotation = Any
+            annotation = _resolve_string_annotation(annotation, owner)
         hints[f.name] = annotation
     return hints
+
+
+def _resolve_string_annotation(annotation: str, owner: type) -> Any:
+    """``annotation`` (a string) as written in the class ``owner``, or ``Any``.
+
+    Resolved by ``typing.get_type_hints`` in the namespaces it would use for
+    ``owner`` (its module's globals, the class's own names), through a
+    stand-in module holding just this annotation: the codec itself never
+    evaluates text.
+    """
+    module = sys.modules.get(owner.__module__)
+    holder = types.ModuleType("orchestrix_annotation")
+    holder.__annotations__ = {"value": annotation}
+    try:
+        return typing.get_type_hints(
+            holder,
+            globalns=dict(vars(module)) if module is not None else {},
+            localns=dict(vars(owner)),
+            include_extras=True,
+        )["value"]
+    except Exception:
+        return Any
 
 
 # ---------------------------------------------------------------- public value API
@@ -833,6 +985,11 @@ class EventCodec:
         except TypeError as error:
             raise TypeError(
                 f"cannot encode event {event.type}: {type(event).__name__}.{name}: {error}"
+            ) from None
+        except RecursionError:
+            raise ValueError(
+                f"cannot encode event {event.type}: {type(event).__name__}.{name} is nested "
+                "too deeply (or contains itself); flatten the value"
             ) from None
         return EncodedEvent(
             event_id=event.id,
@@ -913,6 +1070,24 @@ class EventCodec:
                 version=version,
                 position=position,
             ) from None
+        except RecursionError:
+            raise EventDecodeError(
+                "the stored data is nested too deeply to decode",
+                event_type=event_type,
+                stream_id=stream_id,
+                version=version,
+                position=position,
+            ) from None
+        except Exception as error:
+            # Stored data is input like any other: whatever it makes a decoder
+            # raise, the reader gets the one error that says which event.
+            raise EventDecodeError(
+                f"{type(error).__name__}: {error}",
+                event_type=event_type,
+                stream_id=stream_id,
+                version=version,
+                position=position,
+            ) from error
         values["id"] = event_id
         values["type"] = event_type
         values["timestamp"] = timestamp
