@@ -30,6 +30,13 @@
 #                              none). Such a venv gets '.[test]' (Django, Celery,
 #                              DRF, pytest-django, …), and pip picks the newest Django that the
 #                              version supports (6.x from 3.12 on, 5.2 LTS on 3.11).
+#   ORCHESTRIX_DJANGO_EXTRA_DATABASES
+#                              the databases those extra versions run the Django tests on
+#                              (default: postgresql when it is asked for, else the first
+#                              database asked for; "all": every one). The main interpreter
+#                              covers every database; the others check the Django version.
+#   ORCHESTRIX_SOAK_SECONDS    how long tests/django/test_soak.py writes (default: 8, the
+#                              CI smoke version); e.g. 600 for a soak of ten minutes.
 #
 # Exits non-zero at the first failure, and prints the seconds each stage took.
 set -euo pipefail
@@ -323,6 +330,24 @@ done
 
 # --- the extra interpreters ------------------------------------------------
 
+EXTRA_DATABASES=()
+case "${ORCHESTRIX_DJANGO_EXTRA_DATABASES:-}" in
+    all) EXTRA_DATABASES=("${DATABASES[@]}") ;;
+    "")
+        EXTRA_DATABASES=("${DATABASES[0]}")
+        if contains "${DATABASES[*]}" postgresql; then
+            EXTRA_DATABASES=(postgresql)
+        fi
+        ;;
+    *)
+        for db in ${ORCHESTRIX_DJANGO_EXTRA_DATABASES//,/ }; do
+            contains "${DATABASES[*]}" "$db" \
+                || die "ORCHESTRIX_DJANGO_EXTRA_DATABASES names $db, which ORCHESTRIX_TEST_DATABASES does not ask for"
+            EXTRA_DATABASES+=("$db")
+        done
+        ;;
+esac
+
 for version in $ORCHESTRIX_TEST_PYTHONS; do
     venv=".venv-py$version"
     section "virtual environment ($venv)"
@@ -345,7 +370,7 @@ for version in $ORCHESTRIX_TEST_PYTHONS; do
     run_core_tests "$venv/bin/python"
 
     if [[ -n "$django" ]]; then
-        for db in "${DATABASES[@]}"; do
+        for db in "${EXTRA_DATABASES[@]}"; do
             # The tests marked slow (worker processes killed and restarted,
             # outages) run on the main interpreter only: they test processes
             # and brokers, not the Django version.

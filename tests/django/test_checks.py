@@ -63,7 +63,7 @@ def test_every_message_is_an_error_so_manage_py_check_fails() -> None:
         override_settings(ORCHESTRIX={**CLEAN, "INSERT_BATCH_SIZE": 0}),
         pytest.raises(SystemCheckError, match=r"orchestrix\.E006"),
     ):
-        call_command("check")
+        call_command("check", databases=["default"])
 
 
 @pytest.mark.parametrize(
