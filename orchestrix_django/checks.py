@@ -21,6 +21,11 @@
   one type; or ``SAGA_SWEEP_INTERVAL`` or ``SAGA_RESUME_AFTER`` is not a positive number.
 * ``orchestrix.E011`` ``WAKE_UP`` is ``"celery"`` and the Celery app accepts or sends
   pickle (see :func:`check_celery_serializers`).
+* ``orchestrix.E012`` personal data can't be encrypted as configured:
+  ``ENCRYPT_PERSONAL_DATA`` is not a bool or ``cryptography`` is missing,
+  ``ENCRYPTION_MASTER_KEY`` is not base64 of 32 bytes, or an event class's
+  ``personal_data`` / ``data_subject`` declaration can't work.
+  ``orchestrix.W012``: encryption is on without a master key.
 """
 
 from __future__ import annotations
@@ -405,3 +410,66 @@ def _pickle_error(app: Any, name: str, value: object) -> Error:
         "Orchestrix's tasks pass ids only, in JSON.",
         id="orchestrix.E011",
     )
+
+
+@register("orchestrix")
+def check_personal_data(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.E012`` / ``W012``: the encryption of personal data (see personal_data)."""
+    from django.core.checks import Warning as CheckWarning
+
+    from orchestrix_django.personal_data import parse_master_key, personal_fields
+
+    try:
+        user = orchestrix_settings.user_settings
+        registry = orchestrix_settings.EVENT_REGISTRY
+    except (ImproperlyConfigured, AttributeError):
+        return []  # reported by check_configuration
+    errors: list[CheckMessage] = []
+    enabled = user.get("ENCRYPT_PERSONAL_DATA", DEFAULTS["ENCRYPT_PERSONAL_DATA"])
+    if not isinstance(enabled, bool):
+        errors.append(
+            Error(
+                f"ORCHESTRIX['ENCRYPT_PERSONAL_DATA'] must be True or False, got {enabled!r}",
+                id="orchestrix.E012",
+            )
+        )
+    elif enabled and find_spec("cryptography") is None:
+        errors.append(
+            Error(
+                "ORCHESTRIX['ENCRYPT_PERSONAL_DATA'] is on and the cryptography package is "
+                "not installed",
+                hint="pip install 'orchestrix[encryption]'",
+                id="orchestrix.E012",
+            )
+        )
+    master = user.get("ENCRYPTION_MASTER_KEY", DEFAULTS["ENCRYPTION_MASTER_KEY"])
+    try:
+        parse_master_key(master)
+    except ImproperlyConfigured as error:
+        errors.append(Error(str(error), id="orchestrix.E012"))
+    if enabled is True and master is None:
+        errors.append(
+            CheckWarning(
+                "ORCHESTRIX['ENCRYPT_PERSONAL_DATA'] is on without an ENCRYPTION_MASTER_KEY: "
+                "the subjects' keys are stored unwrapped next to the data they encrypt",
+                hint="A copy of the database (a dump, a backup) then reveals the personal "
+                "data. Set ENCRYPTION_MASTER_KEY from the environment or a secrets manager.",
+                id="orchestrix.W012",
+            )
+        )
+    if isinstance(registry, EventRegistry):
+        for event_class in registry:
+            try:
+                personal_fields(event_class)
+            except TypeError as error:
+                errors.append(
+                    Error(
+                        str(error),
+                        hint="See orchestrix_django.personal_data: personal_data names the "
+                        "personal fields, data_subject the field with the subject's id.",
+                        id="orchestrix.E012",
+                    )
+                )
+    return errors

@@ -91,6 +91,16 @@ DEFAULTS: dict[str, Any] = {
     # Seconds an unfinished saga that nobody runs must have been idle before the
     # sweep sends it to the workers again (its task was lost).
     "SAGA_RESUME_AFTER": 60,
+    # -- personal data (orchestrix_django.personal_data; needs the "encryption" extra)
+    # Encrypt the fields event classes declare personal (``personal_data``) with
+    # a key per data subject, so that orchestrix_forget_subject makes them
+    # unreadable (crypto-shredding). Once events are stored encrypted, keep it on.
+    "ENCRYPT_PERSONAL_DATA": False,
+    # The key that wraps every subject's key (base64 of 32 random bytes, e.g. read
+    # from the environment), or None to store subject keys unwrapped. With it, a
+    # copy of the database alone (a dump, a backup, a replica) reveals no
+    # personal data; changing or losing it makes every personal field unreadable.
+    "ENCRYPTION_MASTER_KEY": None,
     # -- the optional REST API (orchestrix_django.api; needs the "api" extra) --
     # DRF permission classes (dotted paths) every API endpoint requires. Staff
     # only by default: the API shows every event and can rebuild projections.

@@ -41,16 +41,29 @@ class EventDecoding(DatabaseBound):
         self._registry = registry
         self._upcasters = upcasters
         self._codec: EventCodec | None = None
+        self._codec_decrypts = False
 
     @property
     def codec(self) -> EventCodec:
-        """The codec events are encoded and decoded with (the configured registry's)."""
-        if self._codec is None:
+        """The codec events are encoded and decoded with (the configured registry's).
+
+        With ``ENCRYPT_PERSONAL_DATA`` on, a
+        :class:`~orchestrix_django.personal_data.PersonalDataCodec`, which
+        decrypts personal fields before decoding.
+        """
+        decrypts = bool(orchestrix_settings.ENCRYPT_PERSONAL_DATA)
+        if self._codec is None or decrypts is not self._codec_decrypts:
             # `is None`, not `or`: an empty registry is falsy, and still the one asked for.
             registry = self._registry
             if registry is None:
                 registry = orchestrix_settings.EVENT_REGISTRY
-            self._codec = EventCodec(registry)
+            if decrypts:
+                from orchestrix_django.personal_data import PersonalDataCodec
+
+                self._codec = PersonalDataCodec(registry, self.using)
+            else:
+                self._codec = EventCodec(registry)
+            self._codec_decrypts = decrypts
         return self._codec
 
     @property

@@ -18,6 +18,7 @@ __all__ = [
     "SagaStateRecord",
     "SnapshotRecord",
     "StreamRecord",
+    "SubjectKey",
 ]
 
 
@@ -238,3 +239,24 @@ class ActiveProjection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} -> {self.projection_id}"
+
+
+class SubjectKey(models.Model):
+    """The data key of one data subject (see :mod:`orchestrix_django.personal_data`).
+
+    The personal fields of that subject's events are encrypted with ``key``
+    (32 random bytes; wrapped by ``ENCRYPTION_MASTER_KEY`` when ``wrapped``).
+    Forgetting the subject sets ``key`` to NULL and ``deleted_at``: the row
+    stays as a tombstone, so that new personal data is never stored for an
+    erased subject under a fresh key.
+    """
+
+    subject_id = models.CharField(max_length=255, primary_key=True)
+    key = models.BinaryField(null=True)
+    wrapped = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "orchestrix_subject_key"
+        verbose_name = "subject key"

@@ -27,6 +27,9 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   wrong shape, nested too deeply, an upcaster that fails on them) raise
   :class:`EventDecodeError`, and rows of an unknown type or schema version
   :class:`UnknownEventTypeError`, naming the stream, version, type and position.
+* **Personal data encrypted at rest**, when ``ENCRYPT_PERSONAL_DATA`` is on:
+  the fields event classes declare personal are encrypted on save with their
+  subject's key and decrypted on read (see :mod:`orchestrix_django.personal_data`).
 * **Input it can't store exactly is refused before the database is touched**,
   with a ``ValueError`` (``TypeError`` for a wrong kind of argument) that names
   the event and the field, on every database alike:
@@ -91,6 +94,7 @@ from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord
+from orchestrix_django.personal_data import PersonalDataCodec, encrypt_events
 from orchestrix_django.postgresql_append import append_parameters, run_append
 from orchestrix_django.signals import events_committed
 
@@ -201,6 +205,9 @@ class DjangoEventStore(EventDecoding):
         """Append events and their encoded form, reporting it (the tail of both saves)."""
         _check_column_lengths(aggregate_id, events, encoded, aggregate_type)
         _check_storable(aggregate_id, encoded, connections[self.using], self.max_event_bytes)
+        if isinstance(self.codec, PersonalDataCodec):  # ENCRYPT_PERSONAL_DATA is on
+            # After the checks: they name the field as written, not its ciphertext.
+            encoded = encrypt_events(events, encoded, self.using)
         hooks = self.hooks
         with hooks.start_event_store_operation("save") as span:
             span.set_attribute("aggregate_id", aggregate_id)
@@ -228,7 +235,10 @@ class DjangoEventStore(EventDecoding):
         anything is written.
         """
         items = list(encoded)
-        events = [self.codec.decode(item, stream_id=aggregate_id) for item in items]
+        codec = self.codec
+        if isinstance(codec, PersonalDataCodec):
+            codec = codec.batch()  # each subject's key looked up once
+        events = [codec.decode(item, stream_id=aggregate_id) for item in items]
         check_save_arguments(aggregate_id, events, expected_version)
         if not events:
             return
@@ -547,7 +557,7 @@ class DjangoEventStore(EventDecoding):
             rows = self._select(_LOG_QUERY, [after, limit])
         else:
             rows = self._select(_LOG_BEFORE_QUERY, [after, before_position, limit])
-        decode = self._row_decoder(upcast=upcast)
+        decode = self._row_decoder(upcast=upcast, rows=rows)
         return [decode(row) for row in rows]
 
     def _select(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -601,13 +611,20 @@ class DjangoEventStore(EventDecoding):
     def _decode_row(self, row: tuple[Any, ...], *, upcast: bool) -> StoredEvent:
         return self._row_decoder(upcast=upcast)(row)
 
-    def _row_decoder(self, *, upcast: bool) -> Callable[[tuple[Any, ...]], StoredEvent]:
+    def _row_decoder(
+        self, *, upcast: bool, rows: Sequence[tuple[Any, ...]] = ()
+    ) -> Callable[[tuple[Any, ...]], StoredEvent]:
         """A function turning one row of the read queries into a StoredEvent.
 
         Made once per read, so that the settings behind the codec and the
-        upcasters are looked up once, not per row.
+        upcasters are looked up once, not per row. ``rows``, when given, are
+        the rows it will decode: with personal data encrypted, the keys of
+        their subjects are looked up at once (one query, not one per subject).
         """
         codec = self.codec
+        if isinstance(codec, PersonalDataCodec):  # ENCRYPT_PERSONAL_DATA is on
+            codec = codec.batch()  # each subject's key looked up once per read
+            codec.prefetch_keys(row[_DATA_COLUMN] for row in rows)
         decode = codec.decode_parts
         resolve = codec.resolve
         registry = codec.registry
@@ -956,6 +973,7 @@ _LOG_BEFORE_QUERY = (
     "ORDER BY {position} LIMIT %s"
 )
 _SQL_CACHE: dict[tuple[str, str], str] = {}
+_DATA_COLUMN = ROW_FIELDS.index("data")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

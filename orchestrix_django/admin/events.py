@@ -29,6 +29,7 @@ from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_
 from orchestrix_django.admin.filters import distinct_filter, value_filter
 from orchestrix_django.admin.pagination import capped_count
 from orchestrix_django.models import EventRecord, SnapshotRecord, StreamRecord
+from orchestrix_django.personal_data import PersonalDataCodec, readable_data
 from orchestrix_django.store import DjangoEventStore
 
 __all__ = ["DecodedEvent", "EventAdmin", "StreamAdmin", "decode_event_record"]
@@ -81,6 +82,9 @@ class DecodedEvent:
     upcast_schema_version: int | None = None
     upcast_data: Any = None
     upcast_metadata: Any = None
+    #: The stored data with its personal fields decrypted (or their placeholders
+    #: once the subject is forgotten); None when none is encrypted.
+    data: Any = None
 
     @property
     def upcast(self) -> bool:
@@ -111,25 +115,31 @@ def decode_event_record(record: EventRecord, store: DjangoEventStore | None = No
     except Exception as error:
         return DecodedEvent(error=f"{type(error).__name__}: {error}")
     class_name = qualified_name(type(event))
+    readable = None
     try:
+        if isinstance(store.codec, PersonalDataCodec):
+            readable = readable_data(event, record.data, store.codec)
         upcasters = store.upcasters
         latest = upcasters.upcast_to_latest(event, store.codec.registry) if upcasters else event
         if latest is event:
-            return DecodedEvent(class_name=class_name)
+            return DecodedEvent(class_name=class_name, data=readable)
         again = store.codec.encode(latest)
     except Exception as error:
-        return DecodedEvent(class_name=class_name, error=f"{type(error).__name__}: {error}")
+        return DecodedEvent(
+            class_name=class_name, error=f"{type(error).__name__}: {error}", data=readable
+        )
     if (again.schema_version, again.data, again.metadata) == (
         record.schema_version,
-        record.data,
+        readable if readable is not None else record.data,
         record.metadata,
     ):
-        return DecodedEvent(class_name=class_name)
+        return DecodedEvent(class_name=class_name, data=readable)
     return DecodedEvent(
         class_name=qualified_name(type(latest)),
         upcast_schema_version=again.schema_version,
         upcast_data=again.data,
         upcast_metadata=again.metadata,
+        data=readable,
     )
 
 
@@ -302,7 +312,8 @@ class EventAdmin(OrchestrixAdmin):
             "upcast_metadata_json": pretty_json(decoded.upcast_metadata)
             if decoded.upcast
             else None,
-            "data_json": pretty_json(obj.data),
+            # Personal data decrypted (or its placeholders, once erased), as readers see it.
+            "data_json": pretty_json(decoded.data if decoded.data is not None else obj.data),
             "metadata_json": pretty_json(obj.metadata),
             "stream_url": stream_url(obj.stream_id),
             "stream_events_url": changelist_url(EventRecord, stream_id=obj.stream_id),

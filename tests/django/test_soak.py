@@ -9,12 +9,13 @@ killer injects. Every second the test samples the events written per
 second, the projections' lag (head minus the lowest checkpoint) and the memory
 (VmRSS) of the runner that is never killed and of the reader.
 
-At the end: no process reported an error, the lag stayed flat and returns
-to 0, the throughput of the last third is at least half that of the first, the
-memory of the long-running processes grew by less than ``RSS_GROWTH_MIB``,
-no event a writer committed is missing (nor any extra), every saga finished
+At the end: no process reported an error, the lag returns to 0, no event
+a writer committed is missing (nor any extra), every saga finished
 (completed, or failed after compensating), and every projection equals a
-clean replay. A summary line gives the figures (``-s`` shows it).
+clean replay. A run of at least ``TRENDS_FROM`` seconds also asserts the
+trends: the lag stayed flat, the throughput of the last third is at least
+half that of the first, the memory of the long-running processes grew by less
+than ``RSS_GROWTH_MIB``. A summary line gives the figures (``-s`` shows it).
 
 The run lasts ``ORCHESTRIX_SOAK_SECONDS`` seconds of writing (8 by default,
 the CI smoke version); a real soak runs for minutes::
@@ -53,6 +54,9 @@ from tests.django.fault_helpers import (
 )
 
 SECONDS = float(os.environ.get("ORCHESTRIX_SOAK_SECONDS", "8"))
+#: From how many seconds of writing on the trends (throughput, lag, memory) are
+#: asserted: the CI smoke run checks correctness only, a soak checks both.
+TRENDS_FROM = 60.0
 #: How much the memory of a long-running process may grow, first third to last (medians).
 RSS_GROWTH_MIB = 50.0
 #: A runner is killed (and replaced) this often, and at least once, halfway.
@@ -205,6 +209,8 @@ def test_a_soak_of_writers_readers_runners_and_sagas_stays_flat(tmp_path: Path) 
     assert saga_ids and sum(statuses.values()) == len(saga_ids), statuses
     assert set(statuses) == {"completed", "failed"}, statuses
     assert faults >= 1
+    if SECONDS < TRENDS_FROM:
+        return  # a few seconds tell no trend from a busy machine's noise
     assert last_rate >= 0.5 * first_rate, rates
     # The runners keep up: the lag hovers (a batch or two behind the writers),
     # it does not grow with the run (the floor absorbs a short run's noise).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import ClassVar
 
 from orchestrix.core.eventsourcing.aggregate import AggregateRoot
 from orchestrix.core.messaging.message import Event
@@ -20,6 +21,22 @@ class AccountOpened(Event):
 class MoneyDeposited(Event):
     account_id: str
     amount: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonRegistered(Event):
+    """Personal data of a customer (tests/django/test_crypto_shredding.py)."""
+
+    personal_data: ClassVar[tuple[str, ...]] = ("email", "name", "phone", "nickname")
+    data_subject: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    email: str
+    name: str
+    phone: str | None
+    nickname: str = "anonymous"
+    plan: str = "free"
+    credit: Decimal = Decimal("0")
 
 
 @dataclass
