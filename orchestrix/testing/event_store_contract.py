@@ -286,6 +286,13 @@ class EventStoreContract:
             store.save(stream, [object()])
         with raises(ValueError):
             store.load(stream, from_version=-1)
+        # Beyond the 64-bit range every store can hold: refused, not overflowed.
+        with raises(ValueError):
+            store.save(stream, deposits(stream, 1), expected_version=2**63)
+        with raises(ValueError):
+            store.load(stream, from_version=2**63)
+        with raises(TypeError):
+            store.load(stream, from_version="1")
         assert store.load(stream) == []
 
     # -- many streams ------------------------------------------------------------
@@ -428,6 +435,12 @@ class GlobalEventLogContract:
         store = self.create_store()
         with raises(ValueError):
             store.read_all(after_position=0, limit=0)
+        with raises(ValueError):
+            store.read_all(after_position=2**63, limit=10)
+        with raises(TypeError):
+            store.read_all(after_position="0", limit=10)
+        # Before the first position is the start of the log.
+        assert store.read_all(after_position=-5, limit=10) == store.read_all(0, limit=10)
 
 
 class _SyncFacade:

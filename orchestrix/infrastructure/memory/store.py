@@ -13,7 +13,12 @@ from collections.abc import Sequence
 
 from orchestrix.core.common.exceptions import ConcurrencyError, DuplicateEventError
 from orchestrix.core.common.observability import ObservabilityHooks, get_observability
-from orchestrix.core.eventsourcing.event_store import StoredEvent, check_save_arguments
+from orchestrix.core.eventsourcing.event_store import (
+    StoredEvent,
+    check_from_version,
+    check_read_all_arguments,
+    check_save_arguments,
+)
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import Event
@@ -92,8 +97,7 @@ class _MemoryLog:
         )
 
     def load(self, aggregate_id: str, from_version: int) -> list[Event]:
-        if from_version < 0:
-            raise ValueError(f"from_version must be >= 0, got {from_version}")
+        check_from_version(from_version)
         with self._lock:
             stream = self._streams.get(aggregate_id, [])
             events = [record.event for record in stream[from_version:]]
@@ -105,8 +109,7 @@ class _MemoryLog:
             return len(self._streams.get(aggregate_id, []))
 
     def read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        check_read_all_arguments(after_position, limit)
         after_position = max(after_position, 0)
         with self._lock:
             # Positions are 1..len(log) without gaps, so a slice is exact.
