@@ -13,16 +13,18 @@ not the client's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
 from django.contrib import messages
+from django.db import models
 from django.urls import reverse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -359,17 +361,16 @@ class StreamListView(OrchestrixAPIView):
 
     def get(self, request: Request) -> Response:
         """A page of streams."""
-        limit = page_limit(request)
-        rows = StreamRecord.objects.using(str(orchestrix_settings.DATABASE)).order_by("stream_id")
-        aggregate_type = request.query_params.get("aggregate_type")
-        if aggregate_type is not None:
-            rows = rows.filter(aggregate_type=aggregate_type)
-        after = after_text(request)
-        if after is not None:
-            rows = rows.filter(stream_id__gt=after)
-        page = [_stream_data(request, row) for row in rows.values(*_STREAM_FIELDS)[:limit]]
-        last = page[-1]["stream_id"] if page else None
-        return paged(request, StreamSerializer(page, many=True).data, limit, last)
+        filters = {"aggregate_type": request.query_params.get("aggregate_type")}
+        return _keyset_page(
+            request,
+            StreamRecord,
+            "stream_id",
+            filters,
+            _STREAM_FIELDS,
+            _stream_data,
+            StreamSerializer,
+        )
 
 
 @extend_schema(summary="One stream", responses={200: StreamSerializer, 404: _NOT_FOUND})
@@ -534,6 +535,30 @@ class ProjectionRebuildView(OrchestrixAPIView):
 # -- sagas ---------------------------------------------------------------------------------
 
 
+def _keyset_page(
+    request: Request,
+    model: type[models.Model],
+    key: str,
+    filters: dict[str, str | None],
+    fields: Sequence[str],
+    to_data: Callable[[Request, dict[str, Any]], dict[str, Any]],
+    serializer: type[serializers.BaseSerializer],
+) -> Response:
+    """A page of ``model``'s rows by ``key``, after the ``after`` key, with the
+    ``filters`` that were given (None: not asked for), as ``serializer`` data."""
+    limit = page_limit(request)
+    rows = model._default_manager.using(str(orchestrix_settings.DATABASE)).order_by(key)
+    given = {field: value for field, value in filters.items() if value is not None}
+    if given:
+        rows = rows.filter(**given)
+    after = after_text(request)
+    if after is not None:
+        rows = rows.filter(**{f"{key}__gt": after})
+    page = [to_data(request, row) for row in rows.values(*fields)[:limit]]
+    last = page[-1][key] if page else None
+    return paged(request, serializer(page, many=True).data, limit, last)
+
+
 def _choice(request: Request, name: str, allowed: list[str]) -> str | None:
     """A query parameter that must be one of ``allowed`` (None when absent)."""
     value = request.query_params.get(name)
@@ -566,20 +591,13 @@ class SagaListView(OrchestrixAPIView):
 
     def get(self, request: Request) -> Response:
         """A page of sagas with their step history."""
-        limit = page_limit(request)
-        rows = SagaStateRecord.objects.using(str(orchestrix_settings.DATABASE)).order_by("saga_id")
-        status = _choice(request, "status", [s.value for s in SagaStatus])
-        if status is not None:
-            rows = rows.filter(status=status)
-        saga_type = request.query_params.get("saga_type")
-        if saga_type is not None:
-            rows = rows.filter(saga_type=saga_type)
-        after = after_text(request)
-        if after is not None:
-            rows = rows.filter(saga_id__gt=after)
-        page = [_saga_data(request, row) for row in rows.values(*_SAGA_FIELDS)[:limit]]
-        last = page[-1]["saga_id"] if page else None
-        return paged(request, SagaSerializer(page, many=True).data, limit, last)
+        filters = {
+            "status": _choice(request, "status", [s.value for s in SagaStatus]),
+            "saga_type": request.query_params.get("saga_type"),
+        }
+        return _keyset_page(
+            request, SagaStateRecord, "saga_id", filters, _SAGA_FIELDS, _saga_data, SagaSerializer
+        )
 
 
 @extend_schema(summary="One saga", responses={200: SagaSerializer, 404: _NOT_FOUND})
@@ -646,20 +664,19 @@ class DeadLetterListView(OrchestrixAPIView):
 
     def get(self, request: Request) -> Response:
         """A page of dead letters."""
-        limit = page_limit(request)
-        rows = DeadLetterRecord.objects.using(str(orchestrix_settings.DATABASE)).order_by("id")
-        status = _choice(request, "status", [s.value for s in DeadLetterStatus])
-        if status is not None:
-            rows = rows.filter(status=status)
-        source = request.query_params.get("source")
-        if source is not None:
-            rows = rows.filter(source=source)
-        after = after_text(request)
-        if after is not None:
-            rows = rows.filter(id__gt=after)
-        page = [_letter_data(request, row) for row in rows.values(*_LETTER_FIELDS)[:limit]]
-        last = page[-1]["id"] if page else None
-        return paged(request, DeadLetterSerializer(page, many=True).data, limit, last)
+        filters = {
+            "status": _choice(request, "status", [s.value for s in DeadLetterStatus]),
+            "source": request.query_params.get("source"),
+        }
+        return _keyset_page(
+            request,
+            DeadLetterRecord,
+            "id",
+            filters,
+            _LETTER_FIELDS,
+            _letter_data,
+            DeadLetterSerializer,
+        )
 
 
 @extend_schema(summary="One dead letter", responses={200: DeadLetterSerializer, 404: _NOT_FOUND})
