@@ -568,8 +568,8 @@ class DjangoEventStore(EventDecoding):
             quote = connection.ops.quote_name
             columns = [quote(name) for name in ROW_FIELDS]
             if connection.vendor == "postgresql":
-                # Microseconds since the epoch, turned into a datetime in
-                # _decode_row: a third of the cost of a row is Django's
+                # Microseconds since the epoch, turned into a datetime by
+                # _row_decoder: a third of the cost of a row is Django's
                 # pure-Python timestamptz loader otherwise.
                 columns[ROW_FIELDS.index("timestamp")] = (
                     f"(EXTRACT(EPOCH FROM {quote('timestamp')}) * 1000000)::bigint"
@@ -607,9 +607,6 @@ class DjangoEventStore(EventDecoding):
             .order_by("first_position")
             .values_list("stream_id", flat=True)
         )
-
-    def _decode_row(self, row: tuple[Any, ...], *, upcast: bool) -> StoredEvent:
-        return self._row_decoder(upcast=upcast)(row)
 
     def _row_decoder(
         self, *, upcast: bool, rows: Sequence[tuple[Any, ...]] = ()
