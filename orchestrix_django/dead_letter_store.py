@@ -121,6 +121,8 @@ class DjangoDeadLetterQueue(EventDecoding):
 
     def get(self, dead_letter_id: str) -> DeadLetter | None:
         """The letter with this id, or None."""
+        if "\x00" in dead_letter_id:  # never stored, and PostgreSQL raises on it
+            return None
         record = self._records().filter(pk=dead_letter_id).first()
         return None if record is None else self._to_letter(record)
 

@@ -1,13 +1,18 @@
 """Django models behind the event store, snapshots, projections, sagas and dead letters.
 
-The event table is the source of truth and is append-only (on PostgreSQL a
-trigger refuses UPDATE and DELETE); everything else can be rebuilt from it.
+The event table is the source of truth and is append-only (the ORM refuses
+to change or delete its rows and, on PostgreSQL, so does a trigger: see
+:mod:`orchestrix_django.append_only`); everything else can be rebuilt from it.
 """
 
 from __future__ import annotations
 
-from django.db import models
+from typing import Any
+
+from django.db import models, router
 from django.utils import timezone
+
+from orchestrix_django.append_only import check_event_mutation
 
 __all__ = [
     "ActiveProjection",
@@ -20,6 +25,25 @@ __all__ = [
     "StreamRecord",
     "SubjectKey",
 ]
+
+
+class EventQuerySet(models.QuerySet["EventRecord"]):
+    """Queries of stored events: reads and inserts, no ``update()`` or ``delete()``.
+
+    Both raise :class:`~orchestrix_django.append_only.EventMutationError`
+    outside :func:`~orchestrix_django.append_only.allow_event_mutation`
+    (``bulk_update()`` goes through ``update()``).
+    """
+
+    def update(self, **kwargs: Any) -> int:
+        """Refused: stored events are history (see the class)."""
+        check_event_mutation("UPDATE", self.db)
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Refused: stored events are history (see the class)."""
+        check_event_mutation("DELETE", self.db)
+        return super().delete()
 
 
 class EventRecord(models.Model):
@@ -42,6 +66,8 @@ class EventRecord(models.Model):
     correlation_id = models.CharField(max_length=255, null=True, blank=True)
     causation_id = models.CharField(max_length=255, null=True, blank=True)
     recorded_at = models.DateTimeField(default=timezone.now)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         db_table = "orchestrix_event"
@@ -68,6 +94,25 @@ class EventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id}@{self.version} {self.event_type}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert a new event; saving over a stored one is refused.
+
+        Only an insert (``force_insert``, or a new row without a position)
+        cannot overwrite history: with a position set, Django would first try
+        an ``UPDATE``.
+        """
+        if self.pk is not None and not kwargs.get("force_insert"):
+            check_event_mutation("UPDATE", self._write_alias(kwargs.get("using")))
+        super().save(*args, **kwargs)
+
+    def delete(self, using: Any = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
+        """Refused: stored events are history (see :mod:`orchestrix_django.append_only`)."""
+        check_event_mutation("DELETE", self._write_alias(using))
+        return super().delete(using=using, keep_parents=keep_parents)
+
+    def _write_alias(self, using: str | None) -> str:
+        return using or self._state.db or router.db_for_write(type(self), instance=self)
 
 
 class StreamRecord(models.Model):

@@ -82,6 +82,8 @@ class DjangoProjectionStateStore(DatabaseBound):
 
     def load_state(self, projection_id: str) -> ProjectionState | None:
         """The saved state of ``projection_id``, or None."""
+        if "\x00" in projection_id:  # never stored, and PostgreSQL raises on it
+            return None
         record = self._records().filter(pk=projection_id).first()
         return None if record is None else _to_state(record)
 

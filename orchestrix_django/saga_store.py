@@ -109,6 +109,8 @@ class DjangoSagaStateStore(DatabaseBound):
 
     def load(self, saga_id: str) -> SagaState | None:
         """The stored state of ``saga_id``, or ``None``."""
+        if "\x00" in saga_id:  # never stored, and PostgreSQL raises on it
+            return None
         record = self._records().filter(saga_id=saga_id).first()
         return None if record is None else _to_state(record)
 

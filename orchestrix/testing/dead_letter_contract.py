@@ -289,6 +289,8 @@ class DeadLetterQueueContract:
     def test_get_missing_returns_none(self) -> None:
         queue = self.queue()
         assert queue.get(str(uuid.uuid4())) is None
+        # Ids come from URLs too; no stored id holds a NUL (PostgreSQL cannot even compare one).
+        assert queue.get(str(uuid.uuid4()) + "\x00") is None
 
     def test_payload_is_not_aliased(self) -> None:
         queue = self.queue()

@@ -111,6 +111,8 @@ class ProjectionStateStoreContract:
     def test_load_missing_returns_none(self) -> None:
         store = self.create_store()
         assert self.load(store, self.new_projection_id()) is None
+        # Ids come from URLs too; no stored id holds a NUL (PostgreSQL cannot even compare one).
+        assert self.load(store, self.new_projection_id() + "\x00") is None
 
     def test_round_trip_of_every_field(self) -> None:
         store = self.create_store()

@@ -23,12 +23,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import DateTimeField, Max, Min, Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import formats, timezone
 from django.utils.http import urlencode
 from django.utils.text import capfirst
@@ -36,6 +38,7 @@ from django.utils.translation import gettext as _
 
 from orchestrix_django.admin.pagination import EstimatedCountPaginator
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.operations import Outcome
 
 __all__ = [
     "OrchestrixAdmin",
@@ -232,6 +235,17 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     # -- lists ---------------------------------------------------------------------
 
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """The stock change list; filters holding NUL characters are invalid lookups.
+
+        No stored value holds a NUL, and PostgreSQL raises on one in a query's
+        text: the stock "invalid lookup" answer (a redirect to ``?e=1``)
+        replaces a server error.
+        """
+        if any("\x00" in key + value for key, value in request.GET.items()):
+            raise IncorrectLookupParameters("NUL characters in the query")
+        return super().get_changelist_instance(request)
+
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -243,6 +257,14 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return response
 
     # -- the read-only detail page -------------------------------------------------
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Model | None:
+        """The row, or ``None`` when there is none (an id with a NUL character never exists)."""
+        if "\x00" in object_id:
+            return None
+        return super().get_object(request, object_id, from_field)
 
     def change_view(
         self,
@@ -299,3 +321,44 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         """Raise PermissionDenied unless the user may operate on ``obj``."""
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
+
+
+class OperableAdmin(OrchestrixAdmin):
+    """An :class:`OrchestrixAdmin` whose detail page has operation buttons.
+
+    Adds the ``<id>/operate/`` URL. Its view takes POST only, needs the
+    *change* permission on the row, runs :meth:`operate` and goes back to
+    the detail page with the outcome as a message.
+    """
+
+    def get_urls(self) -> list[URLPattern]:
+        """The stock URLs plus ``<id>/operate/`` (POST) for the detail page's buttons."""
+        opts = self.opts
+        operate = path(
+            "<path:object_id>/operate/",
+            self.admin_site.admin_view(self.operate_view),
+            name=f"{opts.app_label}_{opts.model_name}_operate",
+        )
+        return [operate, *super().get_urls()]
+
+    def operate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Check the method, the row and the permission, then run the posted ``operation``."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        row_id = unquote(object_id)
+        obj = self.get_object(request, row_id)
+        if obj is None:
+            return self.not_found(request, object_id)
+        self.check_change_permission(request, obj)
+        outcome = self.operate(request, row_id, request.POST.get("operation", ""))
+        self.message_user(request, outcome.text, outcome.level)
+        return HttpResponseRedirect(admin_url(self.model, "change", quote(row_id)))
+
+    def operate(self, request: HttpRequest, row_id: str, operation: str) -> Outcome:
+        """Run ``operation`` on the row ``row_id`` (subclasses say which they offer)."""
+        return unknown_operation(operation)
+
+
+def unknown_operation(operation: str) -> Outcome:
+    """The outcome of a button nobody offers (a stale page, a hand-made POST)."""
+    return Outcome(messages.ERROR, f"Unknown operation {operation!r}.")

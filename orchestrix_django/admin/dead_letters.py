@@ -16,15 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin, messages
-from django.contrib.admin.utils import quote, unquote
+from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import URLPattern, path
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
-from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_url, pretty_json
+from orchestrix_django.admin.base import (
+    OperableAdmin,
+    admin_url,
+    changelist_url,
+    pretty_json,
+    unknown_operation,
+)
 from orchestrix_django.admin.filters import choices_filter, distinct_filter
 from orchestrix_django.admin.operations import (
     PROJECTION_SOURCE_PREFIX,
@@ -43,7 +48,7 @@ def _statuses() -> list[tuple[str, str]]:
 
 
 @admin.register(DeadLetterRecord)
-class DeadLetterAdmin(OrchestrixAdmin):
+class DeadLetterAdmin(OperableAdmin):
     """Messages that could not be handled, waiting for an operator."""
 
     list_display = (
@@ -144,31 +149,10 @@ class DeadLetterAdmin(OrchestrixAdmin):
             "source_url": changelist_url(DeadLetterRecord, source=obj.source),
         }
 
-    def get_urls(self) -> list[URLPattern]:
-        """The stock URLs plus ``<id>/operate/`` (POST) for the Retry and Discard buttons."""
-        opts = self.opts
-        operate = path(
-            "<path:object_id>/operate/",
-            self.admin_site.admin_view(self.operate_view),
-            name=f"{opts.app_label}_{opts.model_name}_operate",
-        )
-        return [operate, *super().get_urls()]
-
-    def operate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Retry or discard one letter (``operation`` = retry or discard), then show it."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        letter_id = unquote(object_id)
-        obj = self.get_object(request, letter_id)
-        if obj is None:
-            return self.not_found(request, object_id)
-        self.check_change_permission(request, obj)
-        operation = request.POST.get("operation", "")
+    def operate(self, request: HttpRequest, row_id: str, operation: str) -> Outcome:
+        """Retry or discard the letter (``operation`` = retry or discard)."""
         if operation == "retry":
-            outcome = retry_dead_letter(letter_id)
-        elif operation == "discard":
-            outcome = discard_dead_letter(letter_id)
-        else:
-            outcome = Outcome(messages.ERROR, f"Unknown operation {operation!r}.")
-        self.message_user(request, outcome.text, outcome.level)
-        return HttpResponseRedirect(admin_url(DeadLetterRecord, "change", quote(letter_id)))
+            return retry_dead_letter(row_id)
+        if operation == "discard":
+            return discard_dead_letter(row_id)
+        return unknown_operation(operation)

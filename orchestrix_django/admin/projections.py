@@ -14,16 +14,21 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import quote
 from django.db.models import BigIntegerField, CharField, Count, Model, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import Value
 from django.db.models.functions import Coalesce, Concat
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import URLPattern, path
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
-from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_url, database
+from orchestrix_django.admin.base import (
+    OperableAdmin,
+    admin_url,
+    changelist_url,
+    database,
+    unknown_operation,
+)
 from orchestrix_django.admin.filters import choices_filter
 from orchestrix_django.admin.operations import (
     PROJECTION_SOURCE_PREFIX,
@@ -62,7 +67,7 @@ def _parked_counts() -> Subquery:
 
 
 @admin.register(ProjectionStateRecord)
-class ProjectionAdmin(OrchestrixAdmin):
+class ProjectionAdmin(OperableAdmin):
     """Projections and their operations."""
 
     list_display = (
@@ -237,41 +242,18 @@ class ProjectionAdmin(OrchestrixAdmin):
 
     # -- operations from the detail page --------------------------------------------------
 
-    def get_urls(self) -> list[URLPattern]:
-        """The stock URLs plus ``<id>/operate/`` (POST) for the detail page's buttons."""
-        opts = self.opts
-        operate = path(
-            "<path:object_id>/operate/",
-            self.admin_site.admin_view(self.operate_view),
-            name=f"{opts.app_label}_{opts.model_name}_operate",
-        )
-        return [operate, *super().get_urls()]
-
-    def operate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Run the button's operation (``operation`` = rebuild, pause, resume, retry, skip)."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        projection_id = unquote(object_id)
-        obj = self.get_object(request, projection_id)
-        if obj is None:
-            return self.not_found(request, object_id)
-        self.check_change_permission(request, obj)
-        operation = request.POST.get("operation", "")
+    def operate(self, request: HttpRequest, row_id: str, operation: str) -> Outcome:
+        """Run a button's operation: rebuild, pause, resume, or retry/skip a parked event."""
         letter = request.POST.get("dead_letter", "")
         if operation == "rebuild":
-            outcome = rebuild_projection(projection_id, seconds=self.rebuild_seconds)
-        elif operation == "pause":
-            outcome = pause_projection(projection_id)
-        elif operation == "resume":
-            outcome = resume_projection(projection_id)
-        elif operation in ("retry", "skip") and letter:
-            outcome = self._letter_operation(projection_id, operation, letter)
-        else:
-            outcome = Outcome(messages.ERROR, f"Unknown operation {operation!r}.")
-        self.message_user(request, outcome.text, outcome.level)
-        return HttpResponseRedirect(
-            admin_url(ProjectionStateRecord, "change", quote(projection_id))
-        )
+            return rebuild_projection(row_id, seconds=self.rebuild_seconds)
+        if operation == "pause":
+            return pause_projection(row_id)
+        if operation == "resume":
+            return resume_projection(row_id)
+        if operation in ("retry", "skip") and letter:
+            return self._letter_operation(row_id, operation, letter)
+        return unknown_operation(operation)
 
     @staticmethod
     def _letter_operation(projection_id: str, operation: str, dead_letter_id: str) -> Outcome:

@@ -208,6 +208,20 @@ class OrchestrixAPIView(OrchestrixAccess, APIView):
     #: The view's operationId in the OpenAPI schema.
     operation_id: str | None = None
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Access checks first, then refuse NUL characters before any query sees them.
+
+        No id or filter can hold a NUL (saves refuse them), and PostgreSQL
+        raises on one in a query's text: an id with one is a 404, a query
+        parameter with one a 400 naming it.
+        """
+        super().initial(request, *args, **kwargs)
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise NotFound("no such item: ids never contain NUL characters")
+        bad = sorted({key for key, value in request.query_params.items() if "\x00" in key + value})
+        if bad:
+            raise ValidationError(dict.fromkeys(bad, "must not contain NUL characters"))
+
 
 class EventsView(ErrorsAsJSON, OrchestrixAPIView):
     """Base of the views that serve events: CloudEvents media types, errors as plain JSON."""

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connections, transaction
 
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository
+from orchestrix_django.append_only import allow_event_mutation
 from orchestrix_django.models import EventRecord
 from orchestrix_django.store import DjangoEventStore
 from tests.django.testapp.events import BankAccount
@@ -83,10 +83,6 @@ def insert_row(
 
 
 def delete_event(stream_id: str, version: int, *, using: str = "default") -> None:
-    """Delete a stored event (PostgreSQL refuses unless the mutation is allowed)."""
-    connection = connections[using]
-    with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL orchestrix.allow_event_mutation = 'on'")
+    """Delete a stored event, as an operator may (stored events are otherwise append-only)."""
+    with allow_event_mutation(using):
         EventRecord.objects.using(using).filter(stream_id=stream_id, version=version).delete()

@@ -310,6 +310,25 @@ def test_filters_by_type_stream_correlation_and_date(
     assert 'class="toplinks"' in text(page) and 'class="date-back"' in text(page)
 
 
+def test_nul_characters_in_ids_and_filters_are_not_server_errors(
+    admin_client_: Client, history: History
+) -> None:
+    # No stored value holds a NUL, and PostgreSQL raises on one in a query.
+    for model in MODELS:
+        response = admin_client_.get(url(model, "change", quote("a\x00b")), follow=True)
+        assert response.redirect_chain[-1][0] == url(model, "changelist"), model
+        assert "does not exist" in messages_of(response)[0]
+        response = admin_client_.get(url(model, "changelist"), {"q": "a\x00"}, follow=True)
+        assert response.redirect_chain[-1][0] == url(model, "changelist") + "?e=1", model
+    for model, field in [("eventrecord", "stream_id"), ("streamrecord", "stream_id")]:
+        response = admin_client_.get(url(model, "changelist"), {field: "\x00"})
+        assert response.status_code == 302, model
+    response = admin_client_.post(
+        url("projectionstaterecord", "operate", quote("a\x00b")), {"operation": "rebuild"}
+    )
+    assert response.status_code == 302
+
+
 def test_lookups_outside_the_indexed_columns_are_refused(
     admin_client_: Client, history: History
 ) -> None:

@@ -197,6 +197,70 @@ def test_session_writes_need_the_csrf_token(world: World) -> None:
     assert scripted.post(rebuild, **basic("operator")).status_code == 200
 
 
+def assert_leaks_nothing(response: Any) -> None:
+    """The body holds no traceback, no source path and none of the settings."""
+    body = response.content.decode("utf-8", "replace")
+    for secret in ("Traceback", 'File "', str(ROOT), settings.SECRET_KEY, "DATABASES"):
+        assert secret not in body, (response.status_code, body[:500])
+
+
+def test_error_responses_leak_no_traceback_source_or_settings(
+    world: World, staff: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.django.ops_helpers import insert_row
+
+    insert_row(world.account, 4, data={"account_id": world.account, "amount": "a lot"})
+    expected = {
+        403: Client().get(url("event-log")),
+        404: staff.get(url("stream-detail", stream_id="missing")),
+        400: staff.get(url("event-log") + "?limit=ten"),
+        405: staff.delete(url("stream-detail", stream_id=world.account)),
+        500: staff.get(url("stream-events", stream_id=world.account)),
+    }
+    for status, response in expected.items():
+        assert response.status_code == status
+        assert response["Content-Type"] == "application/json"
+        assert_leaks_nothing(response)
+    assert staff.put(url("event-detail", event_id=world.event_id)).status_code == 405
+
+    # A bug (an error nobody expected) gets Django's bare 500 page, not its text.
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"bug near {settings.SECRET_KEY} in {ROOT}")
+
+    monkeypatch.setattr(DjangoEventStore, "read_all", broken)
+    unexpected = Client(raise_request_exception=False)
+    unexpected.force_login(User.objects.get(username="operator"))
+    response = unexpected.get(url("event-log"))
+    assert response.status_code == 500
+    assert_leaks_nothing(response)
+    assert "bug near" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "arguments"), [endpoint for endpoint in ENDPOINTS if endpoint[2]]
+)
+def test_ids_with_nul_characters_are_not_found(
+    world: World, staff: Client, method: str, name: str, arguments: dict[str, str]
+) -> None:
+    # Saves refuse NUL characters, and PostgreSQL raises on one in a query.
+    response = call(staff, method, url(name, **dict.fromkeys(arguments, "a\x00b")))
+    assert response.status_code == 404, response.content
+    assert "NUL" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "arguments"), [endpoint for endpoint in ENDPOINTS if endpoint[1] != "schema"]
+)
+def test_query_parameters_with_nul_characters_are_refused_by_name(
+    world: World, staff: Client, method: str, name: str, arguments: dict[str, str]
+) -> None:
+    query = "?after=%00&limit=2&aggregate_type=a%00&x%00=1"
+    response = call(staff, method, endpoint_url(world, name, arguments) + query)
+    assert response.status_code == 400, response.content
+    assert sorted(response.json()) == ["after", "aggregate_type", "x\x00"]
+    assert projection_status("test-balances").position == 0  # the rebuild did not run
+
+
 def test_permission_and_authentication_classes_come_from_the_settings(world: World) -> None:
     with override_settings(
         ORCHESTRIX={
