@@ -343,6 +343,18 @@ def finish(process: subprocess.Popen[str], timeout: float = 10) -> tuple[int, st
     return process.returncode, out, err
 
 
+def wait_for_first_batch(process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until ``process`` committed a batch of test-fragile; else fail with its output."""
+    if wait_for(lambda: projection_status("test-fragile").position > 0, timeout):
+        return
+    process.kill()
+    out, err = process.communicate()
+    raise AssertionError(
+        f"orchestrix_run applied no batch of test-fragile in {timeout} s "
+        f"(exit code {process.returncode}):\n{out[-3000:]}\n{err[-3000:]}"
+    )
+
+
 def read_model_matches_checkpoints() -> None:
     """Each read model holds exactly the events up to its checkpoint: no half batch."""
     fragile = projection_status("test-fragile").position
@@ -392,7 +404,7 @@ def test_sigterm_in_the_middle_of_a_catch_up_commits_or_rolls_back_whole_batches
     fill_log(6000)  # test-fragile needs 1,500 batches of 4
     process = start_process("--projection", "test-fragile", "--projection", "test-balances")
     try:
-        assert wait_for(lambda: projection_status("test-fragile").position > 0, 30)
+        wait_for_first_batch(process)
         process.send_signal(signal.SIGTERM)
         code, out, err = finish(process)
     finally:
@@ -409,7 +421,7 @@ def test_a_second_signal_stops_at_once_and_the_batch_in_hand_is_rolled_back() ->
     fill_log(6000)
     process = start_process("--projection", "test-fragile", "--projection", "test-balances")
     try:
-        assert wait_for(lambda: projection_status("test-fragile").position > 0, 30)
+        wait_for_first_batch(process)
         process.send_signal(signal.SIGTERM)
         process.send_signal(signal.SIGTERM)
         code, _, err = finish(process)
@@ -428,7 +440,7 @@ def test_once_interrupted_by_a_signal_exits_1() -> None:
     fill_log(6000)
     process = start_process("--once", "--projection", "test-fragile")
     try:
-        assert wait_for(lambda: projection_status("test-fragile").position > 0, 30)
+        wait_for_first_batch(process)
         process.send_signal(signal.SIGINT)
         code, _, err = finish(process)
     finally:
