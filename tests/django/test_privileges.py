@@ -30,11 +30,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ALIAS = "orchestrix_restricted"
 EVENT_TABLE = EventRecord._meta.db_table
+#: Whatever the server's authentication rules, the new user signs in with this.
+PASSWORD = "orchestrix-restricted-test"
 
 
 def _grant_postgresql(user: str) -> list[str]:
     return [
-        f'CREATE ROLE "{user}" LOGIN',
+        f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{PASSWORD}'",
         f'GRANT USAGE ON SCHEMA public TO "{user}"',
         f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{user}"',
         f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{user}"',
@@ -47,7 +49,7 @@ def _grant_mysql(user: str) -> list[str]:
     database = connection.settings_dict["NAME"]
     with connection.cursor() as cursor:
         tables = connection.introspection.table_names(cursor)
-    grants = [f"CREATE USER '{user}'@'%'"]
+    grants = [f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'"]
     for table in tables:
         rights = "SELECT, INSERT" if table == EVENT_TABLE else "ALL"
         grants.append(f"GRANT {rights} ON `{database}`.`{table}` TO '{user}'@'%'")
@@ -70,7 +72,7 @@ def restricted() -> Iterator[str]:
     with connection.cursor() as cursor:
         for statement in grants:
             cursor.execute(statement)
-    settings_dict = {**connection.settings_dict, "USER": user, "PASSWORD": ""}
+    settings_dict = {**connection.settings_dict, "USER": user, "PASSWORD": PASSWORD}
     connections[ALIAS] = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, ALIAS)
     try:
         yield ALIAS
