@@ -47,14 +47,18 @@ def sweep(
     """One pass: time out, fire deadlines, resume. Returns the saga ids acted on, by action.
 
     ``resume_after``: only sagas idle for that many seconds are resumed
-    (with Celery, a fresh saga's message is usually on its way).
+    (with Celery, a fresh saga's message is usually on its way). A saga
+    timed out in this pass is not resumed in it too: it was run or sent already.
     """
     outcome: dict[str, list[str]] = {"timed_out": [], "deadlines": [], "resumed": []}
     outcome["timed_out"] = expire_overdue_sagas(inline=inline)
     outcome["deadlines"] = fire_due_timeouts()
     if should_stop is None or not should_stop():
         outcome["resumed"] = resume_sagas(
-            older_than=resume_after, inline=inline, should_stop=should_stop
+            older_than=resume_after,
+            inline=inline,
+            should_stop=should_stop,
+            exclude=frozenset(outcome["timed_out"]),
         )
     return outcome
 

@@ -106,7 +106,7 @@ import functools
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -899,13 +899,15 @@ def resume_sagas(
     inline: bool | None = None,
     limit: int = 100,
     should_stop: Callable[[], bool] | None = None,
+    exclude: Collection[str] = (),
 ) -> list[str]:
     """Resume the configured sagas that are unfinished, not running, and idle for ``older_than`` s.
 
     PENDING sagas never picked up, and IN_PROGRESS or COMPENSATING ones whose
-    runner died, oldest first. ``inline`` (default: unless ``WAKE_UP`` is
-    ``"celery"``): run them here, one after the other, until ``should_stop()``;
-    else send one ``orchestrix.run_saga`` task each. Returns the ids resumed.
+    runner died, oldest first, except the ids in ``exclude``. ``inline``
+    (default: unless ``WAKE_UP`` is ``"celery"``): run them here, one after
+    the other, until ``should_stop()``; else send one ``orchestrix.run_saga``
+    task each. Returns the ids resumed.
     """
     alias = using or str(orchestrix_settings.DATABASE)
     if inline is None:
@@ -928,7 +930,7 @@ def resume_sagas(
     for saga_id in list(candidates):
         if should_stop is not None and should_stop():
             break
-        if saga_is_running(saga_id, alias):
+        if saga_id in exclude or saga_is_running(saga_id, alias):
             continue
         resumed.append(saga_id)
         if inline:
