@@ -236,29 +236,27 @@ def test_error_responses_leak_no_traceback_source_or_settings(
     assert "bug near" not in response.content.decode()
 
 
-@pytest.mark.parametrize(
-    ("method", "name", "arguments"), [endpoint for endpoint in ENDPOINTS if endpoint[2]]
-)
-def test_ids_with_nul_characters_are_not_found(
-    world: World, staff: Client, method: str, name: str, arguments: dict[str, str]
-) -> None:
+def test_ids_with_nul_characters_are_not_found(staff: Client) -> None:
     # Saves refuse NUL characters, and PostgreSQL raises on one in a query.
-    response = call(staff, method, url(name, **dict.fromkeys(arguments, "a\x00b")))
-    assert response.status_code == 404, response.content
-    assert "NUL" in response.json()["detail"]
+    for method, name, arguments in ENDPOINTS:
+        if arguments:
+            response = call(staff, method, url(name, **dict.fromkeys(arguments, "a\x00b")))
+            assert response.status_code == 404, (name, response.content)
+            assert "NUL" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(
-    ("method", "name", "arguments"), [endpoint for endpoint in ENDPOINTS if endpoint[1] != "schema"]
-)
 def test_query_parameters_with_nul_characters_are_refused_by_name(
-    world: World, staff: Client, method: str, name: str, arguments: dict[str, str]
+    world: World, staff: Client
 ) -> None:
     query = "?after=%00&limit=2&aggregate_type=a%00&x%00=1"
-    response = call(staff, method, endpoint_url(world, name, arguments) + query)
-    assert response.status_code == 400, response.content
-    assert sorted(response.json()) == ["after", "aggregate_type", "x\x00"]
+    for method, name, arguments in ENDPOINTS:
+        if name == "schema":
+            continue  # drf-spectacular's view, which reads no parameter
+        response = call(staff, method, endpoint_url(world, name, arguments) + query)
+        assert response.status_code == 400, (name, response.content)
+        assert sorted(response.json()) == ["after", "aggregate_type", "x\x00"]
     assert projection_status("test-balances").position == 0  # the rebuild did not run
+    assert DeadLetterRecord.objects.get().status == "parked"  # nor the retry
 
 
 def test_permission_and_authentication_classes_come_from_the_settings(world: World) -> None:
