@@ -34,6 +34,12 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   with a ``ValueError`` (``TypeError`` for a wrong kind of argument) that names
   the event and the field, on every database alike:
 
+  - every field of an event must fit its annotation, by the rules the decoder
+    reads it back with (see :mod:`orchestrix.core.serialization.codec`):
+    :class:`~orchestrix.core.common.exceptions.EncodeError` (a ``ValueError``
+    and a ``TypeError``) names the event type, the field's path, what the
+    annotation takes and what it got;
+
   - ids and types: non-empty text without NUL or lone surrogates (see
     :func:`~orchestrix.core.eventsourcing.event_store.check_save_arguments`), no
     longer than their columns (255 characters);
@@ -231,14 +237,17 @@ class DjangoEventStore(EventDecoding):
         ``encoded`` byte for byte instead of a fresh encoding: an imported
         event keeps its id, schema version, data and metadata exactly. Each
         event is decoded first, through the registry, for the signal and the
-        indexed id columns; one that does not decode is refused before
-        anything is written.
+        indexed id columns; one that does not decode, or whose decoded
+        values :meth:`save` would refuse (a naive datetime, say), is refused
+        before anything is written.
         """
         items = list(encoded)
         codec = self.codec
         if isinstance(codec, PersonalDataCodec):
             codec = codec.batch()  # each subject's key looked up once
         events = [codec.decode(item, stream_id=aggregate_id) for item in items]
+        for event in events:
+            codec.encode(event)  # the checks of save(): EncodeError naming the field
         check_save_arguments(aggregate_id, events, expected_version)
         if not events:
             return

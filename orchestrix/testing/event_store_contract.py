@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from orchestrix.core.common.exceptions import ConcurrencyError, DuplicateEventError
+from orchestrix.core.common.exceptions import ConcurrencyError, DuplicateEventError, EncodeError
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.messaging.message import Event
@@ -294,6 +294,42 @@ class EventStoreContract:
         with raises(TypeError):
             store.load(stream, from_version="1")
         assert store.load(stream) == []
+
+    def test_an_event_that_would_not_load_back_equal_is_refused_whole(self) -> None:
+        store = self.create_store()
+        stream = _new_stream()
+        sound = deposits(stream, 1)
+        wrong: list[tuple[Event, str, str]] = [
+            # (event, the field named, what the annotation takes)
+            (ContractDeposited(account_id=stream, amount="12"), "amount", "Decimal"),  # type: ignore[arg-type]
+            (
+                ContractDeposited(account_id=stream, amount=Decimal(1), sequence=True),
+                "sequence",
+                "int",
+            ),
+            (
+                ContractAccountOpened(account_id=stream, owner="o", opened_at=datetime(2024, 1, 1)),
+                "opened_at",
+                "timezone-aware",
+            ),
+            (
+                ContractAccountOpened(
+                    account_id=stream,
+                    owner="o",
+                    notes=[ContractNote("a", date(2024, 1, 1)), ContractNote("b", "2024-01-02")],  # type: ignore[arg-type]
+                ),
+                "notes[1].written_on",
+                "date",
+            ),
+            (ContractAccountOpened(account_id=stream, owner="o", kind="savings"), "kind", "member"),  # type: ignore[arg-type]
+        ]
+        for event, field, expected in wrong:
+            with raises(EncodeError) as caught:
+                store.save(stream, [*sound, event])
+            error = caught[0]
+            assert (error.event_type, error.field) == (event.type, field), error
+            assert expected in error.expected and expected in str(error), error
+            assert store.load(stream) == []  # nothing of the save is stored
 
     # -- many streams ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from orchestrix.core.common.exceptions import (
     DuplicateEventTypeError,
+    EncodeError,
     EventDecodeError,
     UnknownEventTypeError,
 )
@@ -313,8 +314,9 @@ def test_tagged_values_in_untyped_positions() -> None:
     encoded = encode_value(value)
     assert json.loads(json.dumps(encoded)) == encoded
     assert decode_value(encoded) == value
-    with pytest.raises(TypeError, match="not a string"):
-        encode_value({1: "int key"})
+    with pytest.raises(EncodeError, match="a str key") as caught:
+        encode_value({"ok": {1: "int key"}})
+    assert caught.value.field == "['ok'][1]"
     with pytest.raises(DecodeFailure):
         decode_value({TAG: "martian", "value": 1})
 

@@ -201,7 +201,8 @@ any_decimal = st.decimals(allow_nan=True, allow_infinity=True) | st.builds(
     st.lists(st.integers(0, 9), min_size=1, max_size=30),
     st.integers(-999999, 999999),
 )
-any_datetime = st.datetimes(timezones=st.none() | st.just(UTC) | _offsets())
+#: Timezone-aware: a naive datetime is refused (tests/core/test_typed_encoding.py).
+any_datetime = st.datetimes(timezones=st.just(UTC) | _offsets())
 any_time = st.times(timezones=st.none() | _offsets())
 
 
@@ -225,7 +226,7 @@ HASHABLE_LEAVES: list[tuple[Any, st.SearchStrategy[Any]]] = [
 ]
 KEY_LEAVES: list[tuple[Any, st.SearchStrategy[Any]]] = [
     *HASHABLE_LEAVES,
-    (datetime, st.datetimes(timezones=st.none() | st.just(UTC))),
+    (datetime, st.datetimes(timezones=st.just(UTC))),
     (float, st.floats(allow_nan=False)),
     (Decimal, st.decimals(allow_nan=False, allow_infinity=False)),
 ]
@@ -311,7 +312,7 @@ def _untyped(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 #: What an ``Any`` field can hold and get back as it was (enums and dataclasses
-#: come back as their plain values there: documented, so not generated).
+#: are refused there: they would come back as their plain values).
 untyped_values = st.recursive(
     st.none()
     | st.booleans()

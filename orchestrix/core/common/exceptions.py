@@ -14,6 +14,7 @@ __all__ = [
     "DowncastError",
     "DuplicateEventError",
     "DuplicateEventTypeError",
+    "EncodeError",
     "EventDecodeError",
     "HandlerError",
     "MissingEventHandlerError",
@@ -268,6 +269,45 @@ class ValidationError(OrchestrixError, ValueError):
 
 def _rebuild_validation_error(errors: Mapping[str, Sequence[str]]) -> ValidationError:
     return ValidationError.from_errors(errors)
+
+
+class EncodeError(ValidationError, TypeError):
+    """A value a store would not give back as it is: it does not fit its annotation.
+
+    Raised by the codec before anything is stored (an event whose ``count: int``
+    holds ``"12"``, a naive datetime, an object JSON can't hold). ``field`` is
+    the path of the value (``lines[2].price``), ``expected`` what the
+    annotation takes, ``received`` the type of the value; ``event_type`` is
+    set when an event was being encoded. A ``TypeError`` too: the value has
+    the wrong type.
+    """
+
+    def __init__(
+        self,
+        expected: str,
+        received: str,
+        field: str | None = None,
+        *,
+        event_type: str | None = None,
+    ) -> None:
+        super().__init__(f"expected {expected}, got {received}", field or None)
+        self.expected = expected
+        self.received = received
+        self.event_type = event_type
+        if event_type is not None:
+            self.args = (f"cannot store event {event_type}: {self.args[0]}",)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_encode_error,
+            (self.expected, self.received, self.field, self.event_type),
+        )
+
+
+def _rebuild_encode_error(
+    expected: str, received: str, field: str | None, event_type: str | None
+) -> EncodeError:
+    return EncodeError(expected, received, field, event_type=event_type)
 
 
 class SagaError(OrchestrixError):

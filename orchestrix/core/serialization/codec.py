@@ -31,6 +31,7 @@ validation rule added to the class later must not make history unreadable.
 from __future__ import annotations
 
 import base64
+import collections.abc as abc
 import contextlib
 import dataclasses
 import enum
@@ -46,7 +47,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Union
 
-from orchestrix.core.common.exceptions import EventDecodeError
+from orchestrix.core.common.exceptions import EncodeError, EventDecodeError
 from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, Message
 from orchestrix.core.serialization.registry import EventRegistry, default_registry
 
@@ -88,12 +89,72 @@ class DecodeFailure(ValueError):
 
     def at(self, segment: str) -> DecodeFailure:
         """The same failure, one level further out."""
-        path = (
-            f"{segment}.{self.path}"
-            if self.path and not self.path.startswith("[")
-            else (f"{segment}{self.path}")
-        )
-        return DecodeFailure(self.detail, path)
+        return DecodeFailure(self.detail, _join_path(segment, self.path))
+
+
+def _join_path(segment: str, path: str) -> str:
+    """``segment`` followed by ``path``: ``lines`` + ``[2].price`` = ``lines[2].price``."""
+    if not path:
+        return segment
+    return f"{segment}{path}" if path.startswith("[") else f"{segment}.{path}"
+
+
+class _Mismatch(Exception):
+    """While encoding: a value the decoder would not give back as it is (see EncodeError).
+
+    Raised where the value is found and given its path on the way out
+    (:meth:`at`); the public entry points turn it into :class:`EncodeError`.
+    """
+
+    def __init__(self, expected: str, value: Any) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.value = value
+        self.path = ""
+
+    def at(self, segment: str) -> _Mismatch:
+        """The same mismatch, one level further out."""
+        self.path = _join_path(segment, self.path)
+        return self
+
+    def error(self, event_type: str | None = None) -> EncodeError:
+        """The public error for this mismatch."""
+        return EncodeError(self.expected, _received(self.value), self.path, event_type=event_type)
+
+
+def _received(value: Any) -> str:
+    """The type of ``value`` and the value, for an error message."""
+    if isinstance(value, datetime) and value.utcoffset() is None:
+        return f"a naive datetime ({value.isoformat()})"
+    return f"{type(value).__qualname__} {_shown(value)}"
+
+
+def _encode_items(encode: _Encoder, items: Any) -> list[JsonValue]:
+    """``[encode(item) for item in items]``; a mismatch gets the index of its item."""
+    try:
+        return [encode(item) for item in items]
+    except _Mismatch:
+        # The failure path only: find the item again, to say where it is.
+        for index, item in enumerate(items):
+            try:
+                encode(item)
+            except _Mismatch as mismatch:
+                raise mismatch.at(f"[{index}]") from None
+        raise
+
+
+def _encode_mapping(encode_key: _Encoder, encode: _Encoder, items: Mapping[Any, Any]) -> JsonValue:
+    """A mapping as a JSON object; a mismatch gets the key of its entry."""
+    try:
+        return {encode_key(k): encode(v) for k, v in items.items()}
+    except _Mismatch:
+        for key, item in items.items():
+            try:
+                encode_key(key)
+                encode(item)
+            except _Mismatch as mismatch:
+                raise mismatch.at(f"[{key!r}]") from None
+        raise
 
 
 # ---------------------------------------------------------------- values, untyped
@@ -123,24 +184,27 @@ def _encode_tagged(value: Any) -> JsonValue:
         # Non-finite, or large enough for a database to hand it back as an int.
         return {TAG: "float", "value": _encode_float(value)}
     if kind is list:
-        return [_encode_tagged(v) for v in value]
+        return _encode_items(_encode_tagged, value)
     if kind is dict:
-        encoded: dict[str, JsonValue] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(
-                    f"dict key {key!r} in an untyped value is not a string; "
-                    "annotate the field (e.g. dict[int, str]) to store other keys"
-                )
-            encoded[key] = _encode_tagged(item)
+        encoded: dict[str, JsonValue] = _encode_mapping(_untyped_key, _encode_tagged, value)
         if TAG in encoded:
             return {TAG: "dict", "value": encoded}
         return encoded
     if isinstance(value, enum.Enum):
-        return _encode_tagged(value.value)
+        # Untyped, a member is stored as its value and comes back as that value:
+        # the same only for members equal to their value (StrEnum, IntEnum).
+        if value == value.value:
+            return _encode_tagged(value.value)
+        raise _Mismatch(
+            f"a JSON value (an enum member is stored as its value here: annotate the field "
+            f"with {type(value).__qualname__} to keep it)",
+            value,
+        )
     if isinstance(value, bool | int | str):  # subclasses of the JSON types
         return value if not isinstance(value, float) else _encode_float(value)
     if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise _Mismatch("a timezone-aware datetime", value)
         return {TAG: "datetime", "value": value.isoformat()}
     if isinstance(value, date):
         return {TAG: "date", "value": value.isoformat()}
@@ -157,19 +221,35 @@ def _encode_tagged(value: Any) -> JsonValue:
     if isinstance(value, float):
         return _encode_tagged(float(value))
     if isinstance(value, tuple):
-        return {TAG: "tuple", "value": [_encode_tagged(v) for v in value]}
+        return {TAG: "tuple", "value": _encode_items(_encode_tagged, value)}
     if isinstance(value, set | frozenset):
-        items = _sorted_if_possible([_encode_tagged(v) for v in value])
+        items = _sorted_if_possible(_encode_items(_encode_tagged, value))
         return {TAG: "frozenset" if isinstance(value, frozenset) else "set", "value": items}
     if isinstance(value, list):
-        return [_encode_tagged(v) for v in value]
+        return _encode_items(_encode_tagged, value)
     if isinstance(value, Mapping):
         return _encode_tagged(dict(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _encode_tagged({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    raise TypeError(
-        f"cannot encode a value of type {kind.__qualname__} as JSON; use JSON types, "
-        "Decimal, UUID, date/time types, enums or dataclasses"
+        raise _Mismatch(
+            f"a JSON value (a dataclass comes back as a dict here: annotate the field "
+            f"with {kind.__qualname__} to keep it)",
+            value,
+        )
+    raise _Mismatch(
+        "JSON types, Decimal, UUID, date/time types, bytes, or lists, tuples, sets and "
+        "dicts of them (annotate the field to store enums and dataclasses)",
+        value,
+    )
+
+
+def _untyped_key(key: Any) -> str:
+    """A key of an untyped dict: text, which is what it comes back as."""
+    if isinstance(key, str):
+        return key if type(key) is str else str.__str__(key)
+    raise _Mismatch(
+        "a str key (an untyped dict's keys come back as text: annotate the field, "
+        "e.g. dict[int, str], to store other keys)",
+        key,
     )
 
 
@@ -234,49 +314,105 @@ def _decode_tagged(data: JsonValue) -> Any:
 # ---------------------------------------------------------------- values, typed
 
 
-def _encode_plain(value: Any) -> JsonValue:
-    """Encode a value at a typed position: no tags, the annotation says the type."""
-    kind = type(value)
-    if value is None or kind is bool or kind is int or kind is str:
+# Each annotation takes the values its decoder gives back equal (``==``) to
+# what was encoded, and nothing else: the encoders below refuse the rest
+# (raising _Mismatch), so that a store never keeps what it can't read back.
+# A scalar's encoder and decoder are defined side by side (_SCALAR_RULES).
+
+
+def _encode_str(value: Any) -> JsonValue:
+    if type(value) is str:
         return value
+    if isinstance(value, str):  # a StrEnum member, a str subclass: comes back as its text
+        return str.__str__(value)
+    raise _Mismatch("str", value)
+
+
+def _encode_int(value: Any) -> JsonValue:
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # an IntEnum member
+        return int.__int__(value)
+    raise _Mismatch("int (bool is not an int)" if isinstance(value, bool) else "int", value)
+
+
+def _encode_bool(value: Any) -> JsonValue:
+    if value is True or value is False:
+        return value
+    raise _Mismatch("bool", value)
+
+
+def _encode_number(value: Any) -> JsonValue:
+    """A ``float`` field: a float, or an int (which comes back as the same int)."""
+    kind = type(value)
     if kind is float:
         return _encode_float(value)
-    if isinstance(value, enum.Enum):
-        return _encode_plain(value.value)
-    if isinstance(value, datetime | date | time):
+    if kind is int:
+        return value
+    if isinstance(value, float):
+        return _encode_float(float.__float__(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__int__(value)
+    raise _Mismatch("float (or int)", value)
+
+
+def _encode_none(value: Any) -> JsonValue:
+    if value is None:
+        return None
+    raise _Mismatch("None", value)
+
+
+def _encode_decimal(value: Any) -> JsonValue:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise _Mismatch("Decimal", value)
+
+
+def _encode_uuid(value: Any) -> JsonValue:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise _Mismatch("UUID", value)
+
+
+def _encode_datetime(value: Any) -> JsonValue:
+    if isinstance(value, datetime) and value.utcoffset() is not None:
         return value.isoformat()
+    raise _Mismatch("a timezone-aware datetime", value)
+
+
+def _encode_date(value: Any) -> JsonValue:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    raise _Mismatch("date (a datetime is not a date)", value)
+
+
+def _encode_time(value: Any) -> JsonValue:
+    if isinstance(value, time) and (value.tzinfo is None or value.utcoffset() is not None):
+        return value.isoformat()
+    raise _Mismatch("time", value)
+
+
+def _encode_timedelta(value: Any) -> JsonValue:
     if isinstance(value, timedelta):
         return value // timedelta(microseconds=1)
-    if isinstance(value, Decimal | uuid.UUID):
-        return str(value)
+    raise _Mismatch("timedelta", value)
+
+
+def _encode_bytes(value: Any) -> JsonValue:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
-    if isinstance(value, float):
-        return _encode_float(float(value))
-    if isinstance(value, bool | int | str):
+    raise _Mismatch("bytes", value)
+
+
+def _json_key(value: JsonValue) -> str:
+    """The object key a JSON scalar is written as (see _KEY_PARSERS for the way back)."""
+    if type(value) is str:
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclass_codec(type(value)).encode(value)
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_encode_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {_encode_key(k): _encode_plain(v) for k, v in value.items()}
-    return _encode_tagged(value)
-
-
-def _encode_key(key: Any) -> str:
-    if isinstance(key, str):
-        return key.value if isinstance(key, enum.Enum) else str(key)
-    if isinstance(key, enum.Enum):
-        return _encode_key(key.value)
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    encoded = _encode_plain(key)
-    if isinstance(encoded, str):
-        return encoded
-    if isinstance(encoded, int | float):
-        return repr(encoded)
-    raise TypeError(f"cannot use {key!r} as a JSON object key")
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(_encode_float(value)) if not math.isfinite(value) else repr(value)
+    return repr(value)
 
 
 def _shown(data: JsonValue) -> str:
@@ -397,22 +533,28 @@ def _decode_bytes(data: JsonValue) -> bytes:
     raise _fail("base64 text", data)
 
 
-_SCALAR_DECODERS: dict[Any, _Decoder] = {
-    str: _decode_str,
-    int: _decode_int,
-    bool: _decode_bool,
-    float: _decode_float,
-    type(None): _decode_none,
-    None: _decode_none,
-    Decimal: _decode_decimal,
-    uuid.UUID: _from_string(uuid.UUID, uuid.UUID, "a UUID"),
-    datetime: _from_string(datetime, datetime.fromisoformat, "an ISO 8601 date and time"),
-    date: _from_string(date, date.fromisoformat, "an ISO 8601 date"),
-    time: _from_string(time, time.fromisoformat, "an ISO 8601 time"),
-    timedelta: _decode_timedelta,
-    bytes: _decode_bytes,
+#: The scalar annotations: how a value is checked and written, and how it is read.
+_SCALAR_RULES: dict[Any, tuple[_Encoder, _Decoder]] = {
+    str: (_encode_str, _decode_str),
+    int: (_encode_int, _decode_int),
+    bool: (_encode_bool, _decode_bool),
+    float: (_encode_number, _decode_float),
+    type(None): (_encode_none, _decode_none),
+    None: (_encode_none, _decode_none),
+    Decimal: (_encode_decimal, _decode_decimal),
+    uuid.UUID: (_encode_uuid, _from_string(uuid.UUID, uuid.UUID, "a UUID")),
+    datetime: (
+        _encode_datetime,
+        _from_string(datetime, datetime.fromisoformat, "an ISO 8601 date and time"),
+    ),
+    date: (_encode_date, _from_string(date, date.fromisoformat, "an ISO 8601 date")),
+    time: (_encode_time, _from_string(time, time.fromisoformat, "an ISO 8601 time")),
+    timedelta: (_encode_timedelta, _decode_timedelta),
+    bytes: (_encode_bytes, _decode_bytes),
 }
 
+#: The dict key types: parsed back from their text by these (other key types
+#: come back as text, so only str keys are taken for them).
 _KEY_PARSERS: dict[Any, Callable[[str], Any]] = {
     str: str,
     int: int,
@@ -474,48 +616,223 @@ def _union_members(annotation: Any) -> tuple[Any, ...] | None:
     return None
 
 
+def _annotation_name(annotation: Any) -> str:
+    """An annotation as an error message shows it: ``int``, ``list[Money]``."""
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "").replace("collections.abc.", "")
+
+
+#: Collection annotations (by origin) and the type their values are read back as.
+_COLLECTIONS: dict[Any, type] = {
+    list: list,
+    tuple: tuple,
+    set: set,
+    frozenset: frozenset,
+    abc.Sequence: list,
+    abc.MutableSequence: list,
+    abc.Iterable: list,
+    abc.Collection: list,
+    abc.Set: set,
+    abc.MutableSet: set,
+}
+_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _shape(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The origin and arguments of ``annotation``; a bare ``list`` or ``dict`` is its own origin."""
+    origin = typing.get_origin(annotation)
+    if (
+        origin is None
+        and isinstance(annotation, type)
+        and (annotation in _COLLECTIONS or annotation in _MAPPINGS)
+    ):
+        return annotation, ()
+    return origin, typing.get_args(annotation)
+
+
+def _literal_options(annotation: Any) -> list[Any]:
+    """The options of a ``Literal`` that JSON holds as they are (str, int, bool, None)."""
+    return [
+        option
+        for option in typing.get_args(annotation)
+        if option is None or type(option) in (str, int, bool)
+    ]
+
+
 def _build_encoder(annotation: Any) -> _Encoder:
     if _is_any(annotation):
         return _encode_tagged
+    scalar = _SCALAR_RULES.get(annotation)
+    if scalar is not None:
+        return scalar[0]
     members = _union_members(annotation)
     if members is not None:
+        optional = type(None) in members
         others = [m for m in members if m is not type(None)]
         if len(others) == 1:
             inner = _encoder_for(others[0])
-            return lambda v: None if v is None else inner(v)
-        return _union_encoder(others)
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (list, tuple, set, frozenset) or _is_sequence_origin(origin):
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            item_encoders = [_encoder_for(a) for a in args]
-            return lambda v: [enc(item) for enc, item in zip(item_encoders, v, strict=True)]
-        item = _encoder_for(args[0]) if args else _encode_tagged
-        if origin in (set, frozenset) or origin is typing.AbstractSet:
-            return lambda v: _sorted_if_possible([item(x) for x in v])
-        return lambda v: [item(x) for x in v]
-    if origin is dict or _is_mapping_origin(origin):
+            if optional:
+                return lambda v: None if v is None else inner(v)
+            return inner
+        return _union_encoder(others, optional)
+    origin, args = _shape(annotation)
+    if origin is typing.Literal:
+        return _literal_encoder(annotation)
+    if origin in _COLLECTIONS:
+        return _collection_encoder(origin, args)
+    if origin in _MAPPINGS:
+        key_encoder = _key_encoder(_unwrap(args[0]) if len(args) == 2 else str)
         value_encoder = _encoder_for(args[1]) if len(args) == 2 else _encode_tagged
-        return lambda v: {_encode_key(k): value_encoder(x) for k, x in v.items()}
-    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        # Looked up at call time: a dataclass may refer to itself (a tree of nodes).
-        return lambda v: (
-            dataclass_codec(annotation).encode(v) if type(v) is annotation else _encode_plain(v)
-        )
-    return _encode_plain
+
+        def encode_mapping(value: Any) -> JsonValue:
+            if isinstance(value, Mapping):
+                return _encode_mapping(key_encoder, value_encoder, value)
+            raise _Mismatch("a dict", value)
+
+        return encode_mapping
+    if isinstance(annotation, type):
+        if issubclass(annotation, enum.Enum):
+            return _enum_encoder(annotation)
+        if dataclasses.is_dataclass(annotation):
+            return _dataclass_encoder(annotation)
+        for base, (encoder, _) in _SCALAR_RULES.items():
+            if isinstance(base, type) and base is not type(None) and issubclass(annotation, base):
+                return _subclass_encoder(annotation, encoder)
+    name = _annotation_name(annotation)
+
+    def unsupported(value: Any) -> JsonValue:
+        raise _Mismatch(f"a supported annotation (values annotated {name} can't be read)", value)
+
+    return unsupported
 
 
-def _union_encoder(members: list[Any]) -> _Encoder:
+def _literal_encoder(annotation: Any) -> _Encoder:
+    options = _literal_options(annotation)
+
+    def encode_literal(value: Any) -> JsonValue:
+        for option in options:
+            if type(value) is type(option) and value == option:
+                return value
+        raise _Mismatch(f"one of {options!r}", value)
+
+    return encode_literal
+
+
+def _collection_encoder(origin: Any, args: tuple[Any, ...]) -> _Encoder:
+    built = _COLLECTIONS[origin]
+    if built is tuple and args and args[-1] is not Ellipsis:
+        item_encoders = [_encoder_for(a) for a in args]
+        size = len(item_encoders)
+
+        def encode_fixed_tuple(value: Any) -> JsonValue:
+            if not isinstance(value, tuple) or len(value) != size:
+                raise _Mismatch(f"a tuple of {size} items", value)
+            encoded = []
+            for index, (encode, item) in enumerate(zip(item_encoders, value, strict=True)):
+                try:
+                    encoded.append(encode(item))
+                except _Mismatch as mismatch:
+                    raise mismatch.at(f"[{index}]") from None
+            return encoded
+
+        return encode_fixed_tuple
+    item = _encoder_for(args[0]) if args else _encode_tagged
+    if built is set or built is frozenset:
+
+        def encode_set(value: Any) -> JsonValue:
+            if isinstance(value, set | frozenset):
+                return _sorted_if_possible(_encode_items(item, value))
+            raise _Mismatch("a set or frozenset", value)
+
+        return encode_set
+    expected = f"a {built.__name__}"
+    if origin is not built:
+        expected += f" ({_annotation_name(origin)} values are read back as {built.__name__}s)"
+
+    def encode_sequence(value: Any) -> JsonValue:
+        if isinstance(value, built):
+            return _encode_items(item, value)
+        raise _Mismatch(expected, value)
+
+    return encode_sequence
+
+
+def _key_encoder(key_type: Any) -> _Encoder:
+    """How a dict key of ``key_type`` is checked and written (see _key_parser for reading)."""
+    if isinstance(key_type, type) and issubclass(key_type, enum.Enum):
+        member_encoder = _enum_encoder(key_type)
+        return lambda key: _json_key(member_encoder(key))
+    if typing.get_origin(key_type) is typing.Literal:
+        literal_encoder = _literal_encoder(key_type)
+        return lambda key: _json_key(literal_encoder(key))
+    if key_type in _KEY_PARSERS:
+        encode = _SCALAR_RULES[key_type][0]
+        return lambda key: _json_key(encode(key))
+    return _untyped_key
+
+
+def _enum_encoder(kind: type[enum.Enum]) -> _Encoder:
+    def encode_member(value: Any) -> JsonValue:
+        if isinstance(value, kind):
+            return _encode_tagged(value.value)
+        raise _Mismatch(f"a {kind.__qualname__} member", value)
+
+    return encode_member
+
+
+def _dataclass_encoder(cls: type) -> _Encoder:
+    def encode_dataclass(value: Any) -> JsonValue:
+        if type(value) is cls:
+            # Looked up at call time: a dataclass may refer to itself (a tree of nodes).
+            return dataclass_codec(cls).encode_fields(value)
+        raise _Mismatch(cls.__qualname__, value)
+
+    return encode_dataclass
+
+
+def _subclass_encoder(kind: type, base_encoder: _Encoder) -> _Encoder:
+    def encode(value: Any) -> JsonValue:
+        if isinstance(value, kind):
+            return base_encoder(value)
+        raise _Mismatch(kind.__qualname__, value)
+
+    return encode
+
+
+def _union_encoder(members: list[Any], optional: bool) -> _Encoder:
     """Several non-None members: tag what the JSON shape alone can't tell apart."""
     classes = {m.__name__: m for m in members if isinstance(m, type)}
     containers = {
         origin: (origin.__name__, _encoder_for(member), tagged)
         for origin, (member, tagged) in _container_members(members).items()
     }
+    checks = [_encoder_for(member) for member in members]
+    expected = " | ".join(_annotation_name(m) for m in members) + (" | None" if optional else "")
+
+    def check(value: Any) -> None:
+        """Pass when a member takes ``value``; else the mismatch of the one that took its shape."""
+        failures = []
+        for member_encoder in checks:
+            try:
+                member_encoder(value)
+            except _Mismatch as mismatch:
+                failures.append(mismatch)
+            else:
+                return
+        inside = [failure for failure in failures if failure.path]
+        if len(inside) == 1:
+            raise inside[0]
+        raise _Mismatch(expected, value)
 
     def encode(value: Any) -> JsonValue:
         if value is None:
-            return None
+            if optional:
+                return None
+            raise _Mismatch(expected, value)
+        check(value)
         kind = type(value)
         if kind is bool or kind is int or kind is str:
             return value
@@ -558,10 +875,10 @@ def _container_members(members: Sequence[Any]) -> dict[type, tuple[Any, bool]]:
         if _is_any(unwrapped):
             untyped = True
             continue
-        origin = typing.get_origin(unwrapped) or unwrapped
-        if origin in (list, tuple, set, frozenset) or _is_sequence_origin(origin):
+        origin = _shape(unwrapped)[0] or unwrapped
+        if origin in _COLLECTIONS:
             arrays += 1
-        elif origin is dict or _is_mapping_origin(origin) or dataclasses.is_dataclass(origin):
+        elif origin in _MAPPINGS or dataclasses.is_dataclass(origin):
             objects += 1
         if origin in _CONTAINERS:
             by_origin.setdefault(origin, []).append(member)
@@ -572,38 +889,18 @@ def _container_members(members: Sequence[Any]) -> dict[type, tuple[Any, bool]]:
     }
 
 
-def _is_sequence_origin(origin: Any) -> bool:
-    import collections.abc as abc
-
-    return origin in (
-        abc.Sequence,
-        abc.MutableSequence,
-        abc.Iterable,
-        abc.Collection,
-        abc.Set,
-        abc.MutableSet,
-    )
-
-
-def _is_mapping_origin(origin: Any) -> bool:
-    import collections.abc as abc
-
-    return origin in (abc.Mapping, abc.MutableMapping)
-
-
 def _build_decoder(annotation: Any) -> _Decoder:
     if _is_any(annotation):
         return _decode_tagged
-    scalar = _SCALAR_DECODERS.get(annotation)
+    scalar = _SCALAR_RULES.get(annotation)
     if scalar is not None:
-        return scalar
+        return scalar[1]
     members = _union_members(annotation)
     if members is not None:
         return _union_decoder(members)
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
+    origin, args = _shape(annotation)
     if origin is typing.Literal:
-        allowed = list(args)
+        allowed = _literal_options(annotation)
 
         def decode_literal(data: JsonValue) -> Any:
             for option in allowed:
@@ -612,8 +909,9 @@ def _build_decoder(annotation: Any) -> _Decoder:
             raise _fail(f"one of {allowed!r}", data)
 
         return decode_literal
-    if origin in (list, tuple, set, frozenset) or _is_sequence_origin(origin):
-        if origin is tuple and args and args[-1] is not Ellipsis:
+    if origin in _COLLECTIONS:
+        build: Callable[[list[Any]], Any] = _COLLECTIONS[origin]
+        if build is tuple and args and args[-1] is not Ellipsis:
             item_decoders = [_decoder_for(a) for a in args]
 
             def decode_fixed_tuple(data: JsonValue) -> tuple[Any, ...]:
@@ -626,13 +924,6 @@ def _build_decoder(annotation: Any) -> _Decoder:
 
             return decode_fixed_tuple
         item = _decoder_for(args[0]) if args else _decode_tagged
-        build: Callable[[list[Any]], Any] = list
-        if origin is tuple:
-            build = tuple
-        elif origin is frozenset:
-            build = frozenset
-        elif origin is set or origin is typing.AbstractSet:
-            build = set
 
         def decode_sequence(data: JsonValue) -> Any:
             if type(data) is not list:
@@ -644,7 +935,7 @@ def _build_decoder(annotation: Any) -> _Decoder:
                 raise DecodeFailure(str(error)) from None
 
         return decode_sequence
-    if origin is dict or _is_mapping_origin(origin):
+    if origin in _MAPPINGS:
         key_type = _unwrap(args[0]) if len(args) == 2 else str
         value_decoder = _decoder_for(args[1]) if len(args) == 2 else _decode_tagged
         parse_key = _key_parser(key_type)
@@ -674,7 +965,7 @@ def _build_decoder(annotation: Any) -> _Decoder:
                 return dataclass_codec(annotation).decode(data)
 
             return decode_dataclass
-        for base, decoder in _SCALAR_DECODERS.items():
+        for base, (_, decoder) in _SCALAR_RULES.items():
             if isinstance(base, type) and base is not type(None) and issubclass(annotation, base):
                 return _subclass_decoder(annotation, decoder)
     name = getattr(annotation, "__qualname__", repr(annotation))
@@ -717,13 +1008,13 @@ def _key_parser(key_type: Any) -> Callable[[str], Any]:
     if _is_any(key_type):
         return str
     if isinstance(key_type, type) and issubclass(key_type, enum.Enum):
-        members = {_encode_key(m.value): m for m in key_type}
+        members = {_json_key(_encode_tagged(m.value)): m for m in key_type}
         return lambda k: members[k]
     parser = _KEY_PARSERS.get(key_type)
     if parser is not None:
         return parser
     if typing.get_origin(key_type) is typing.Literal:
-        options = {_encode_key(a): a for a in typing.get_args(key_type)}
+        options = {_json_key(a): a for a in _literal_options(key_type)}
         return lambda k: options[k]
     return str
 
@@ -800,12 +1091,20 @@ class DataclassCodec:
                 self.defaults[f.name] = f.default_factory
 
     def encode(self, value: Any) -> dict[str, JsonValue]:
+        """The fields of ``value`` as JSON; :class:`EncodeError` when one doesn't fit its type."""
+        try:
+            return self.encode_fields(value)
+        except _Mismatch as mismatch:
+            raise mismatch.at(self.cls.__name__).error() from None
+
+    def encode_fields(self, value: Any) -> dict[str, JsonValue]:
+        """:meth:`encode`, raising the codec's internal mismatch (with its path)."""
         out: dict[str, JsonValue] = {}
         for name, encoder in zip(self.names, self.encoders, strict=True):
             try:
                 out[name] = encoder(getattr(value, name))
-            except TypeError as error:
-                raise TypeError(f"{self.cls.__name__}.{name}: {error}") from None
+            except _Mismatch as mismatch:
+                raise mismatch.at(name) from None
         return out
 
     def decode(self, data: Mapping[str, JsonValue], skip: frozenset[str] = frozenset()) -> Any:
@@ -921,8 +1220,15 @@ def _resolve_string_annotation(annotation: str, owner: type) -> Any:
 
 
 def encode_value(value: Any, annotation: Any = Any) -> JsonValue:
-    """Encode ``value`` to JSON-compatible data, guided by ``annotation``."""
-    return _encoder_for(annotation)(value)
+    """Encode ``value`` to JSON-compatible data, guided by ``annotation``.
+
+    Raises :class:`EncodeError` when ``value`` does not fit ``annotation``:
+    :func:`decode_value` would not give it back.
+    """
+    try:
+        return _encoder_for(annotation)(value)
+    except _Mismatch as mismatch:
+        raise mismatch.error() from None
 
 
 def decode_value(data: JsonValue, annotation: Any = Any) -> Any:
@@ -982,10 +1288,8 @@ class EventCodec:
                     encoded = encoder(value)
                     if encoded is not None:
                         metadata[name] = encoded
-        except TypeError as error:
-            raise TypeError(
-                f"cannot encode event {event.type}: {type(event).__name__}.{name}: {error}"
-            ) from None
+        except _Mismatch as mismatch:
+            raise mismatch.at(name).error(event.type) from None
         except RecursionError:
             raise ValueError(
                 f"cannot encode event {event.type}: {type(event).__name__}.{name} is nested "

@@ -1,7 +1,11 @@
 """In-memory event stores: the reference implementation of the store semantics.
 
-They keep event objects as they are (no serialization), are thread-safe, and
-implement the global log that projections read. Use them in tests and for
+They keep event objects as they are, are thread-safe, and implement the
+global log that projections read. Like every store, they refuse an event that
+a store serialising it could not give back equal (a field that does not fit
+its annotation, a naive datetime): each event is encoded by the codec on save,
+which raises :class:`~orchestrix.core.common.exceptions.EncodeError` before
+anything is stored. Use them in tests and for
 prototypes; the semantics are the ones every other store must match (the
 contract suite in :mod:`orchestrix.testing` checks it).
 """
@@ -22,6 +26,7 @@ from orchestrix.core.eventsourcing.event_store import (
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import Event
+from orchestrix.core.serialization.codec import EventCodec
 from orchestrix.core.serialization.registry import EventRegistry
 
 __all__ = ["InMemoryAsyncEventStore", "InMemoryEventStore"]
@@ -44,6 +49,7 @@ class _MemoryLog:
         self._snapshots: dict[str, Snapshot] = {}
         self._lock = threading.RLock()
         self._observability = observability
+        self._codec = EventCodec(registry)
 
     @property
     def hooks(self) -> ObservabilityHooks:
@@ -55,6 +61,8 @@ class _MemoryLog:
         check_save_arguments(aggregate_id, events, expected_version)
         if not events:
             return
+        for event in events:
+            self._codec.encode(event)  # refuses what a serialising store could not give back
         hooks = self.hooks
         with hooks.start_event_store_operation("save") as span, self._lock:
             span.set_attribute("aggregate_id", aggregate_id)
