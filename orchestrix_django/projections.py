@@ -342,16 +342,24 @@ def _run_batch(
             state = async_to_sync(projection.initialize)()
         after = state.last_processed_position
         unreadable: EventDecodeError | UnknownEventTypeError | None = None
+        # Only the events the projection handles are decoded: one it does not
+        # handle can't stop it, however broken its stored data.
+        wanted = projection.handles
         try:
-            batch = store.read_all(after_position=after, limit=projection.batch_size)
+            batch = store.read_all(
+                after_position=after, limit=projection.batch_size, decode_only=wanted
+            )
         except (EventDecodeError, UnknownEventTypeError) as error:
-            # A stored event this process cannot read: apply the events before
-            # it, then stop there, visibly.
+            # A stored event it handles but cannot read: apply the events
+            # before it, then park it (and stop there, or go on past it).
             unreadable = error
             bad_position = getattr(error, "position", None)
             batch = (
                 store.read_all(
-                    after_position=after, limit=projection.batch_size, before_position=bad_position
+                    after_position=after,
+                    limit=projection.batch_size,
+                    before_position=bad_position,
+                    decode_only=wanted,
                 )
                 if bad_position is not None
                 else []
@@ -374,6 +382,10 @@ def _run_batch(
             )
         position = projection.get_state().last_processed_position
         if unreadable is not None:
+            if projection.failure_mode == "park-and-continue" and unreadable.position is not None:
+                _park_unreadable(projection, states, unreadable, unreadable.position)
+                # The page ended at the unreadable event, not at the head: read on.
+                return _BatchOutcome(projection.batch_size, applied, unreadable.position, None)
             _halt(projection, states, unreadable, position)
             return _BatchOutcome(len(batch), applied, position, "undecodable event")
         return _BatchOutcome(len(batch), applied, position, None)
@@ -543,29 +555,58 @@ def _halt(
     error: EventDecodeError | UnknownEventTypeError,
     after: int,
 ) -> None:
-    """Park an event the log holds but this process cannot decode, and stop there."""
+    """Park an event the projection handles but this process cannot decode, and stop there."""
     reason = f"cannot read the event after position {after}: {error}"
+    _park_undecodable(projection, states, error, reason, after)
+    states.set_paused(projection.projection_id, True)
+    logger.error("projection %s stopped: %s", projection.projection_id, reason)
+
+
+def _park_unreadable(
+    projection: DjangoProjection,
+    states: DjangoProjectionStateStore,
+    error: EventDecodeError | UnknownEventTypeError,
+    position: int,
+) -> None:
+    """Park an event the projection handles but cannot decode, and go on past it."""
+    reason = f"cannot read the event at position {position}, parked: {error}"
+    _park_undecodable(projection, states, error, reason, position)
+    logger.error("projection %s: %s", projection.projection_id, reason)
+
+
+def _park_undecodable(
+    projection: DjangoProjection,
+    states: DjangoProjectionStateStore,
+    error: EventDecodeError | UnknownEventTypeError,
+    reason: str,
+    checkpoint: int,
+) -> None:
+    """Park an undecodable event (a dead letter naming the error and position), unhealthy.
+
+    The checkpoint is saved at ``checkpoint``: before the event, or past it.
+    """
     state = projection.get_state()
-    states.save_state(
-        dataclasses.replace(
-            state, is_healthy=False, error_count=state.error_count + 1, last_error=reason
-        )
+    moved = checkpoint != state.last_processed_position
+    state = dataclasses.replace(
+        state,
+        last_processed_position=checkpoint,
+        last_processed_event_id=None if moved else state.last_processed_event_id,
+        is_healthy=False,
+        error_count=state.error_count + 1,
+        last_error=reason,
     )
-    stream_id = getattr(error, "stream_id", None)
-    version = getattr(error, "version", None)
-    position = getattr(error, "position", None)
+    states.save_state(state)
+    projection.adopt_state(state)
     DjangoDeadLetterQueue().park(
         None,
         error,
         source=projection.dead_letter_source,
-        position=position,
-        stream_id=stream_id,
-        version=version,
-        message_type=getattr(error, "event_type", None) or "unknown",
+        position=error.position,
+        stream_id=error.stream_id,
+        version=getattr(error, "version", None),
+        message_type=error.event_type or "unknown",
     )
-    states.set_paused(projection.projection_id, True)
     projection.observability.record_projection_error(projection.projection_id, reason)
-    logger.error("projection %s stopped: %s", projection.projection_id, reason)
 
 
 # ---------------------------------------------------------------- operations

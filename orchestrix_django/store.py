@@ -544,12 +544,29 @@ class DjangoEventStore(EventDecoding):
             after = rows[-1][2]
 
     def read_all(
-        self, after_position: int = 0, limit: int = 1000, *, before_position: int | None = None
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        *,
+        before_position: int | None = None,
+        decode_only: DecodeFilter | None = None,
     ) -> list[StoredEvent]:
         """Up to ``limit`` events of all streams with position > ``after_position``
         (and < ``before_position`` when given: a reader that hit an undecodable
-        event at some position can still take the events before it)."""
-        return self._read_all(after_position, limit, upcast=True, before_position=before_position)
+        event at some position can still take the events before it).
+
+        With ``decode_only`` (a projection's :meth:`~ProjectionEngine.handles`),
+        only the events it wants are decoded; the others come as their
+        envelope, a plain :class:`Event` with their id, type and timestamp, so
+        that an event the reader does not need can't stop it.
+        """
+        return self._read_all(
+            after_position,
+            limit,
+            upcast=True,
+            before_position=before_position,
+            decode_only=decode_only,
+        )
 
     def _read_all(
         self,
@@ -558,6 +575,7 @@ class DjangoEventStore(EventDecoding):
         *,
         upcast: bool,
         before_position: int | None = None,
+        decode_only: DecodeFilter | None = None,
     ) -> list[StoredEvent]:
         check_read_all_arguments(after_position, limit, before_position)
         limit = min(limit, int(orchestrix_settings.MAX_READ_ALL_LIMIT))
@@ -566,7 +584,7 @@ class DjangoEventStore(EventDecoding):
             rows = self._select(_LOG_QUERY, [after, limit])
         else:
             rows = self._select(_LOG_BEFORE_QUERY, [after, before_position, limit])
-        decode = self._row_decoder(upcast=upcast, rows=rows)
+        decode = self._row_decoder(upcast=upcast, rows=rows, decode_only=decode_only)
         return [decode(row) for row in rows]
 
     def _select(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -618,7 +636,11 @@ class DjangoEventStore(EventDecoding):
         )
 
     def _row_decoder(
-        self, *, upcast: bool, rows: Sequence[tuple[Any, ...]] = ()
+        self,
+        *,
+        upcast: bool,
+        rows: Sequence[tuple[Any, ...]] = (),
+        decode_only: DecodeFilter | None = None,
     ) -> Callable[[tuple[Any, ...]], StoredEvent]:
         """A function turning one row of the read queries into a StoredEvent.
 
@@ -626,6 +648,7 @@ class DjangoEventStore(EventDecoding):
         upcasters are looked up once, not per row. ``rows``, when given, are
         the rows it will decode: with personal data encrypted, the keys of
         their subjects are looked up at once (one query, not one per subject).
+        ``decode_only``: see :meth:`read_all`.
         """
         codec = self.codec
         if isinstance(codec, PersonalDataCodec):  # ENCRYPT_PERSONAL_DATA is on
@@ -636,9 +659,18 @@ class DjangoEventStore(EventDecoding):
         registry = codec.registry
         upcasters = self.upcasters if upcast else None
         classes: dict[tuple[str, int], type[Event]] = {}
+        wanted: dict[tuple[str, int], bool] = {}
 
         def decode_row(row: tuple[Any, ...]) -> StoredEvent:
             position, stream_id, version, event_id, event_type, schema, timestamp, data, meta = row
+            if decode_only is not None:
+                key = (event_type, schema)
+                wants = wanted.get(key)
+                if wants is None:
+                    wants = wanted[key] = _wants(decode_only, registry, event_type, schema)
+                if not wants:
+                    envelope = Event(id=event_id, type=event_type, timestamp=_timestamp(timestamp))
+                    return StoredEvent(position, stream_id, version, envelope)
             # The rows come straight from the driver: JSON as text (psycopg's
             # jsonb too, through Django's loaders), timestamps as microseconds
             # on PostgreSQL (see _select), naive on MySQL (UTC, as Django
@@ -657,13 +689,7 @@ class DjangoEventStore(EventDecoding):
                         version=version,
                         position=position,
                     ) from None
-            kind = type(timestamp)
-            if kind is int:
-                timestamp = _EPOCH + timedelta(microseconds=timestamp)
-            elif kind is not datetime:
-                timestamp = _parse_timestamp(timestamp)
-            elif timestamp.tzinfo is None:
-                timestamp = timestamp.replace(tzinfo=UTC)
+            timestamp = _timestamp(timestamp)
             cls = classes.get((event_type, schema))
             if cls is None:
                 try:
@@ -999,6 +1025,44 @@ def _loads(text: str) -> Any:
     if end != len(text) and text[end:].strip():
         raise ValueError(f"extra data after the JSON document at character {end}")
     return value
+
+
+#: Whether a reader wants the events of a type decoded: the type, and the class
+#: it decodes to (None when none is registered). See DjangoEventStore.read_all.
+DecodeFilter = Callable[[str, "type[Event] | None"], bool]
+
+
+def _wants(
+    decode_only: DecodeFilter, registry: EventRegistry, event_type: str, schema: int
+) -> bool:
+    """Whether ``decode_only`` wants events of this type, stored at this schema version.
+
+    Asked of the class stored events of the type are upcast to (the latest) and
+    of the one this schema version decodes to: a reader that wants either reads it.
+    """
+    classes = []
+    for version in (None, schema):
+        with contextlib.suppress(OrchestrixError):  # no class registered for it, or two
+            classes.append(registry.resolve(event_type, version))
+    if not classes:
+        return decode_only(event_type, None)
+    return any(decode_only(event_type, cls) for cls in classes)
+
+
+def _timestamp(value: Any) -> datetime:
+    """A stored timestamp as the driver returns it, as an aware datetime.
+
+    Microseconds since the epoch on PostgreSQL (see ``_select``), naive on
+    MySQL (UTC, as Django stores them), text on SQLite.
+    """
+    kind = type(value)
+    if kind is int:
+        return _EPOCH + timedelta(microseconds=value)
+    if kind is not datetime:
+        return _parse_timestamp(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value  # type: ignore[no-any-return]
 
 
 def _parse_timestamp(value: Any) -> datetime:

@@ -1165,3 +1165,38 @@ def test_catch_up_from_the_global_log_of_the_in_memory_store() -> None:
     run(catch_up(2))
     assert totals["3"] == 3.0
     assert engine.lag(log.head_position()) == 0
+
+
+# ---------------------------------------------------------------- what a reader decodes
+
+
+def test_handles_names_the_stored_types_a_reader_must_decode() -> None:
+    engine = ProjectionEngine("handles", InMemoryProjectionStateStore())
+    engine.on(OrderEvent)(lambda event: None)
+    engine.on(PREFIX + "Legacy")(lambda event: None)
+    # A class handler takes its subclasses; a string handler its type, registered or not.
+    assert engine.handles(PREFIX + "OrderShipped", OrderShipped)
+    assert engine.handles(PREFIX + "Legacy", None)
+    assert not engine.handles(PREFIX + "Other", None)
+    assert not engine.handles("projection-test.Unrelated", Event)
+    catch_all = ProjectionEngine("all", InMemoryProjectionStateStore())
+    catch_all.on(Event)(lambda event: None)
+    # A handler of every event handles types no class is registered for, too.
+    assert catch_all.handles("NoSuchType", None)
+
+
+def test_an_event_left_undecoded_passes_through_like_any_unhandled_event() -> None:
+    # A reader of a serialised log gives the events the projection does not
+    # handle as their envelope (a plain Event): the checkpoint moves past them.
+    seen: list[str] = []
+    engine = ProjectionEngine("envelopes", InMemoryProjectionStateStore())
+    engine.on(OrderCreated)(lambda event: seen.append(event.order_id))
+    envelope = Event(type="projection-test.Unreadable")
+    assert not engine.handles(envelope.type, None)
+    batch = [
+        StoredEvent(1, "o-1", 1, OrderCreated(order_id="o-1", total_amount=1.0)),
+        StoredEvent(2, "x-1", 1, envelope),
+        StoredEvent(3, "o-2", 1, OrderCreated(order_id="o-2", total_amount=2.0)),
+    ]
+    assert asyncio.run(engine.process_events(batch)) == 3
+    assert seen == ["o-1", "o-2"] and engine.get_state().last_processed_position == 3

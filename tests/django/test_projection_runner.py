@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import threading
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -26,6 +26,7 @@ from orchestrix_django.projections import (
     skip_parked,
 )
 from orchestrix_django.store import DjangoEventStore
+from tests.django.test_hostile_input import insert_raw
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 from tests.django.testapp.models import AccountBalance, AppliedEvent
@@ -307,34 +308,98 @@ def test_paused_projection_does_not_move_until_resumed() -> None:
         ),
     ],
 )
-def test_an_undecodable_event_stops_the_projection_visibly_and_can_be_skipped(
+def test_an_undecodable_event_it_handles_stops_the_projection_visibly_and_can_be_skipped(
     event_type: str, schema_version: int, data: dict[str, object], shown: str
 ) -> None:
+    # test-fragile handles every event (on(Event)): this one too, whatever its type.
     store = DjangoEventStore()
     open_account(store, "U-1", [1])
-    bad = EventRecord.objects.create(
-        stream_id="U-bad",
-        version=1,
-        event_id=str(uuid.uuid4()),
-        event_type=event_type,
-        schema_version=schema_version,
-        data=data,
-        metadata={},
-        timestamp=EventRecord.objects.first().timestamp,  # type: ignore[union-attr]
+    bad_position = insert_raw(
+        "U-bad", json.dumps(data), event_type=event_type, schema_version=schema_version
     )
     open_account(store, "U-2", [2])
     fragile = get_projection("test-fragile")
     result = catch_up(fragile)
     assert result.stopped == "undecodable event"
     # The events before it are applied; the projection waits right before it.
-    assert len(applied("fragile")) == 2 and result.position == bad.position - 1
+    assert len(applied("fragile")) == 2 and result.position == bad_position - 1
     status = projection_status("test-fragile")
     assert status.paused and not status.healthy
     assert "U-bad" in (status.last_error or "") and shown in (status.last_error or "")
     [letter] = DjangoDeadLetterQueue().list(source="projection:test-fragile")
     assert letter.message is None and letter.stream_id == "U-bad" and letter.version == 1
-    assert letter.position == bad.position and letter.message_type == event_type
+    assert letter.position == bad_position and letter.message_type == event_type
     result = skip_parked(fragile, letter.id)
     assert result is not None and result.lag == 0
     assert len(applied("fragile")) == 4  # two accounts, two events each
     assert connection.vendor in {"sqlite", "postgresql", "mysql"}
+
+
+def test_an_undecodable_event_stops_only_the_projections_that_handle_its_type() -> None:
+    store = DjangoEventStore()
+    open_account(store, "U-1", [1])
+    # Rows as an older version, an import or another program could have written them.
+    bad_opened = insert_raw(
+        "U-bad",
+        json.dumps({"account_id": "U-bad", "owner": 5, "initial_deposit": 1.0}),
+        event_type="AccountOpened",
+    )
+    insert_raw("U-unknown", "{}", event_type="NoSuchEventType")
+    insert_raw(
+        "U-future", json.dumps({"account_id": "U-1"}), event_type="AccountOpened", schema_version=9
+    )
+    open_account(store, "U-2", [2, 3])
+    # test-flaky handles deposits only: it passes over all three, as over any event it ignores.
+    flaky = get_projection("test-flaky")
+    result = catch_up(flaky)
+    assert result.stopped is None and result.lag == 0
+    assert len(applied("flaky")) == 3
+    status = projection_status("test-flaky")
+    assert status.healthy and not status.paused and status.parked == 0
+    # test-balances handles AccountOpened: it parks the bad one, naming the error, and stops.
+    balances = get_projection("test-balances")
+    result = catch_up(balances)
+    assert result.stopped == "undecodable event" and result.position == bad_opened - 1
+    status = projection_status("test-balances")
+    assert status.paused and not status.healthy
+    assert "owner: expected a string" in (status.last_error or "")
+    [letter] = DjangoDeadLetterQueue().list(source="projection:test-balances")
+    assert (letter.position, letter.stream_id, letter.message_type) == (
+        bad_opened,
+        "U-bad",
+        "AccountOpened",
+    )
+    assert "owner: expected a string" in letter.reason
+    result = skip_parked(balances, letter.id)
+    # Then the schema version no class is registered for: an AccountOpened, so it stops again.
+    assert result is not None and result.stopped == "undecodable event"
+    [letter] = DjangoDeadLetterQueue().list(source="projection:test-balances")
+    assert "schema version 9" in letter.reason
+    result = skip_parked(balances, letter.id)
+    # The unknown type is not one it handles: passed over.
+    assert result is not None and result.stopped is None and result.lag == 0
+    balances_by_account = dict(AccountBalance.objects.values_list("account_id", "balance"))
+    assert balances_by_account == {"U-1": Decimal(11), "U-2": Decimal(15)}
+
+
+def test_park_and_continue_parks_an_undecodable_event_and_goes_on() -> None:
+    store = DjangoEventStore()
+    open_account(store, "U-1", [1])
+    bad = insert_raw(
+        "U-bad",
+        json.dumps({"account_id": "U-bad", "amount": ["not", "a", "decimal"]}),
+        event_type="MoneyDeposited",
+    )
+    open_account(store, "U-2", [2])
+    continuing = get_projection("test-continuing")
+    result = catch_up(continuing)
+    assert result.stopped is None and result.lag == 0
+    assert len(applied("continuing")) == 4  # every event but the bad one
+    status = projection_status("test-continuing")
+    assert not status.healthy and not status.paused and status.parked == 1
+    [letter] = DjangoDeadLetterQueue().list(source="projection:test-continuing")
+    assert letter.position == bad and letter.message is None
+    assert "amount: expected a decimal number" in letter.reason
+    DjangoDeadLetterQueue().discard(letter.id)
+    catch_up(continuing)
+    assert projection_status("test-continuing").healthy

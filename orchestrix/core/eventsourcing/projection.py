@@ -417,6 +417,25 @@ class ProjectionEngine:
         """The handlers ``event`` is routed to, in the order they run (see :meth:`on`)."""
         return tuple(registration.handler for registration in self._handlers_for(event))
 
+    def handles(self, event_type: str, event_class: type[Event] | None) -> bool:
+        """Whether events of ``event_type``, decoded as ``event_class``, reach a handler.
+
+        ``event_class`` is None when no class is registered for the type: only
+        a handler for its ``type`` string or for every event (``on(Event)``)
+        would take it. A reader of a stored log decodes only the events its
+        projection handles, so that one it can't decode stops only the
+        projections that need it; the others pass over it like any event no
+        handler wants.
+        """
+        for registration in self._registrations:
+            key = registration.key
+            if isinstance(key, str):
+                if key == event_type:
+                    return True
+            elif key is Event or (event_class is not None and issubclass(event_class, key)):
+                return True
+        return False
+
     # -- state --------------------------------------------------------------
 
     @property
