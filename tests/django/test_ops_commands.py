@@ -15,7 +15,7 @@ from io import StringIO
 from typing import ClassVar
 
 import pytest
-from django.core.management import call_command, get_commands, load_command_class
+from django.core.management import CommandError, call_command, get_commands, load_command_class
 from django.test import override_settings
 
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository, AggregateRoot
@@ -333,6 +333,45 @@ def test_verify_finds_undecodable_events_and_unknown_types() -> None:
     assert "no event class is registered for type 'AccountFrozen' at schema version 1" in message
     assert "ORCHESTRIX['EVENT_MODULES']" in message
     assert "no stored stream 'nope'" in failing("orchestrix_verify", "--stream", "nope")
+
+
+def test_verify_lists_every_bad_event_not_just_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    open_account(deposits=(1,))
+    broken = open_account(deposits=(1,))
+    first = insert_row(broken, 3, data={"account_id": broken, "amount": "a lot"})
+    second = insert_row(broken, 4, data={"account_id": broken, "amount": True})
+    unknown = insert_row(new_id(), 1, event_type="AccountFrozen")
+    gappy = open_account(deposits=(1, 2, 3))
+    delete_event(gappy, 2)
+    open_account(deposits=(2,))
+
+    message = failing("orchestrix_verify")
+
+    assert message.startswith("4 bad event(s) among the ")
+    for row, reason in [
+        (first, "it does not decode: amount: expected a decimal number, got 'a lot'"),
+        (second, "it does not decode: amount: expected a decimal number, got True"),
+        (unknown, "no event class is registered for type 'AccountFrozen'"),
+    ]:
+        assert (
+            f"bad event in stream {row.stream_id!r} at version {row.version} "
+            f"(type {row.event_type}, position {row.position}): {reason}"
+        ) in message
+    assert f"bad event in stream {gappy!r} at version 3" in message
+    # What to do, once per kind of problem.
+    assert message.count("give new fields defaults") == 1
+    assert "ORCHESTRIX['EVENT_MODULES']" in message and "Restore them from a backup" in message
+
+    # However many there are: the message lists the first ones, stderr the others.
+    from orchestrix_django.management.commands import orchestrix_verify
+
+    monkeypatch.setattr(orchestrix_verify, "LISTED", 1)
+    err = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("orchestrix_verify", stdout=StringIO(), stderr=err)
+    assert str(raised.value).count("bad event in stream") == 1
+    assert "… and 3 more, listed above." in str(raised.value)
+    assert err.getvalue().count("bad event in stream") == 3
 
 
 def test_verify_finds_events_that_do_not_upcast() -> None:

@@ -9,9 +9,11 @@ the log), and checks for each event that
 * it decodes: its type is registered and its stored data fits its class;
 * it upcasts to the latest schema version of its type.
 
-It stops at the first bad event and exits 1, naming the stream, version,
-type and position, the reason, and what to do; 0 when every event is fine.
-Nothing is written.
+It lists every bad event (its stream, version, type and position, and the
+reason) and exits 1, saying what to do about each kind of problem; 0 when
+every event is fine. The final message lists the first :data:`LISTED` bad
+events; any more are written to stderr as they are found, so memory stays
+bounded however many there are. Nothing is written to the database.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ from orchestrix_django.models import EventRecord
 from orchestrix_django.projections import CatchUpResult
 from orchestrix_django.store import DjangoEventStore
 
-__all__ = ["Command"]
+__all__ = ["LISTED", "Command"]
+
+#: How many bad events the final error message lists (the others go to stderr).
+LISTED = 50
 
 _GAP_ADVICE = (
     "Events are missing from the stream (deleted, or written around the event store). "
@@ -68,8 +73,8 @@ class Command(BaseCommand):
         "Check every stored stream: versions contiguous from 1, every event decodes "
         "(its type is registered and its data fits its class) and upcasts to the latest "
         "schema version. Reads the log in chunks (bounded memory) with progress; writes "
-        "nothing. Stops at the first bad event, naming its stream, version, type and "
-        "position and what to do, and exits 1; exits 0 when every event is fine."
+        "nothing. Lists every bad event (its stream, version, type, position and what is "
+        "wrong) and what to do, and exits 1; exits 0 when every event is fine."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -97,7 +102,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Read every event once, stopping at the first bad one."""
+        """Read every event once, listing the bad ones."""
         verbosity = int(options["verbosity"])
         using = options["database"] or str(orchestrix_settings.DATABASE)
         streams: list[str] | None = options["streams"]
@@ -122,7 +127,9 @@ class Command(BaseCommand):
         progress = Progress(
             self.stdout, "verify", unit="event", verb="checked", every=options["progress_every"]
         )
-        checked = chunks = stream_count = 0
+        checked = chunks = stream_count = bad = 0
+        listed: list[str] = []
+        advice: dict[str, None] = {}  # what to do, once per kind of problem, in order
         previous: tuple[str, int] | None = None
         stop = GracefulStop(self.stderr)
         with stop.install():
@@ -134,15 +141,24 @@ class Command(BaseCommand):
                     if previous is None or previous[0] != stream_id:
                         stream_count += 1
                         previous = (stream_id, 0)
-                    problem = _gap(previous[1], version) or _unreadable(store, row)
-                    if problem is not None:
-                        progress.finish()
-                        reason, advice = problem
-                        raise CommandError(
+                    problems = [
+                        problem
+                        for problem in (_gap(previous[1], version), _unreadable(store, row))
+                        if problem is not None
+                    ]
+                    if problems:
+                        line = (
                             f"bad event in stream {stream_id!r} at version {version} "
-                            f"(type {row[4]}, position {row[0]}): {reason}.\n{advice}\n"
-                            f"({count(checked)} event(s) checked before it were fine.)"
+                            f"(type {row[4]}, position {row[0]}): "
+                            + "; ".join(reason for reason, _ in problems)
+                            + "."
                         )
+                        bad += 1
+                        if len(listed) < LISTED:
+                            listed.append(line)  # in the final message
+                        else:
+                            self.stderr.write(line)  # the rest, as found: the list stays bounded
+                        advice.update(dict.fromkeys(what_to_do for _, what_to_do in problems))
                     previous = (stream_id, version)
                     checked += 1
                 chunks += 1
@@ -152,16 +168,28 @@ class Command(BaseCommand):
                     progress.finish()
                     raise CommandError(
                         f"verification interrupted after {count(checked)} of {count(total)} "
-                        f"event(s) ({count(stream_count)} stream(s)), all fine so far. Run it "
-                        "again to check everything, or pick streams with --stream."
+                        f"event(s) ({count(stream_count)} stream(s)): "
+                        + (_listing(bad, listed, advice) + "\n" if bad else "all fine so far. ")
+                        + "Run it again to check everything, or pick streams with --stream."
                     )
         progress.finish()
+        if bad:
+            raise CommandError(
+                f"{count(bad)} bad event(s) among the {count(checked)} checked "
+                f"({count(stream_count)} stream(s)):\n" + _listing(bad, listed, advice)
+            )
         if verbosity >= 1:
             self.stdout.write(
                 f"Verified {count(checked)} event(s) in {count(stream_count)} stream(s) in "
                 f"{progress.elapsed():.1f} s: versions contiguous, every event decodes and "
                 "upcasts."
             )
+
+
+def _listing(bad: int, listed: list[str], advice: dict[str, None]) -> str:
+    """The bad events found (the first ones; stderr has the rest) and what to do."""
+    more = f"\n… and {count(bad - len(listed))} more, listed above." if bad > len(listed) else ""
+    return "\n".join(listed) + more + "\nWhat to do:\n" + "\n".join(f"- {text}" for text in advice)
 
 
 def _gap(previous: int, version: int) -> tuple[str, str] | None:
