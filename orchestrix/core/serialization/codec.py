@@ -8,12 +8,23 @@ str, int, float (also NaN and infinities), Decimal, bool, None, UUID,
 datetime, date, time, timedelta, bytes, enums, Literal, lists, tuples, sets,
 dicts (with typed keys), unions and nested dataclasses.
 
+Encoding checks while it writes: each value must be one its annotation's
+decoder gives back equal (``==``), or :class:`EncodeError` names the field
+(its path, ``lines[2].price``), what the annotation takes and what it got.
+So an ``int`` field refuses ``"12"`` and ``True``, a ``Decimal`` field a
+float, a ``datetime`` field a naive datetime (every timestamp is
+timezone-aware), a ``tuple`` field a list. The rules of each scalar type sit
+side by side with its decoder (``_SCALAR_RULES``), and collections share the
+type they are read back as (``_COLLECTIONS``): one set of rules for both
+ways. Decoding stays lenient with what older versions stored.
+
 Where the annotation says nothing (``Any``, ``object``, or the inherited
 ``Message.data``), non-JSON values are written as small tagged objects
 (``{"__orchestrix_type__": "decimal", "value": "1.10"}``) so that they still
-come back as what they were. Enums and dataclasses in such untyped places come
-back as their plain values (their class cannot be known safely from stored
-data); give the field a type to keep them.
+come back as what they were. Enums and dataclasses can't be told apart from
+their plain values there (their class cannot be known safely from stored
+data): an enum member is taken only when it equals its value (``StrEnum``,
+``IntEnum``), a dataclass never; give the field a type to keep them.
 
 What databases do to JSON is taken into account: PostgreSQL's jsonb hands a
 float written with an exponent (``1e+300``) back as an integer, so untyped
