@@ -182,6 +182,29 @@ def test_snapshots_are_taken_and_used() -> None:
     assert metrics.total("orchestrix.snapshots.loaded") == snapshots_loaded_before + 1
 
 
+def test_a_state_that_would_not_restore_is_not_snapshotted_and_the_save_stands() -> None:
+    store = InMemoryEventStore()
+    errors: list[str] = []
+    hooks = ObservabilityHooks()
+    hooks.on_aggregate_error(lambda aggregate_id, error: errors.append(error))
+    repo = AggregateRepository(event_store=store, snapshot_every=2, observability=hooks)
+    wallet = opened_wallet(credits=2)
+    wallet.owner = 7  # type: ignore[assignment]  # not a str: a snapshot would not restore it
+    repo.save(wallet)
+    assert store.stream_version("W-1") == 3 and store.load_snapshot("W-1") is None
+    assert errors == [
+        "snapshot not taken: Wallet.owner: expected str, got int 7",
+    ]
+    async_store = InMemoryAsyncEventStore()
+    async_wallet = opened_wallet("W-2", credits=2)
+    async_wallet.owner = 7  # type: ignore[assignment]
+    asyncio.run(
+        AggregateRepository(event_store=async_store, snapshot_every=2).save_async(async_wallet)
+    )
+    assert asyncio.run(async_store.stream_version("W-2")) == 3
+    assert asyncio.run(async_store.load_snapshot_async("W-2")) is None
+
+
 def test_unusable_snapshot_falls_back_to_a_full_replay() -> None:
     store = InMemoryEventStore()
     repo = AggregateRepository(event_store=store)

@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from orchestrix.core.common.exceptions import AggregateNotFoundError, MissingEventHandlerError
+from orchestrix.core.common.exceptions import (
+    AggregateNotFoundError,
+    EncodeError,
+    MissingEventHandlerError,
+)
 from orchestrix.core.common.observability import ObservabilityHooks, get_observability
 from orchestrix.core.eventsourcing.event_store import AsyncEventStore, EventStore
 from orchestrix.core.eventsourcing.snapshot import Snapshot
@@ -233,7 +237,9 @@ class AggregateRepository(Generic[T]):
             save_snapshot = getattr(store, "save_snapshot", None)
             if save_snapshot is None:
                 raise TypeError(f"{type(store).__name__} does not store snapshots")
-            save_snapshot(aggregate.to_snapshot())
+            snapshot = self._snapshot_of(aggregate)
+            if snapshot is not None:
+                save_snapshot(snapshot)
 
     # -- async --------------------------------------------------------------
 
@@ -271,7 +277,9 @@ class AggregateRepository(Generic[T]):
             )
             if saver is None:
                 raise TypeError(f"{type(store).__name__} does not store snapshots")
-            await _maybe_await(saver(aggregate.to_snapshot()))
+            snapshot = self._snapshot_of(aggregate)
+            if snapshot is not None:
+                await _maybe_await(saver(snapshot))
 
     # -- shared -------------------------------------------------------------
 
@@ -324,6 +332,22 @@ class AggregateRepository(Generic[T]):
             )
         events = list(aggregate.uncommitted_events)
         return events, aggregate.version - len(events)
+
+    def _snapshot_of(self, aggregate: AggregateRoot) -> Snapshot | None:
+        """The aggregate's snapshot, or None when its state can't be stored as it is.
+
+        A field holding what its annotation does not take (a ``float`` field
+        holding a ``Decimal``) could not be restored from the snapshot: none
+        is taken and the error is reported. A snapshot is a cache: the save,
+        committed already, stands, and loads replay the stream.
+        """
+        try:
+            return aggregate.to_snapshot()
+        except EncodeError as error:
+            self._hooks.record_aggregate_error(
+                aggregate.aggregate_id, f"snapshot not taken: {error}"
+            )
+            return None
 
     def _snapshot_due(self, before: int, after: int) -> bool:
         every = self.snapshot_every
