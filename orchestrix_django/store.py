@@ -237,17 +237,16 @@ class DjangoEventStore(EventDecoding):
         ``encoded`` byte for byte instead of a fresh encoding: an imported
         event keeps its id, schema version, data and metadata exactly. Each
         event is decoded first, through the registry, for the signal and the
-        indexed id columns; one that does not decode, or whose decoded
-        values :meth:`save` would refuse (a naive datetime, say), is refused
-        before anything is written.
+        indexed id columns; one that does not decode is refused before
+        anything is written. (What decodes is what :meth:`save` takes: the
+        decoder gives back only values the encoder accepts, a naive datetime
+        an older version stored being read as UTC.)
         """
         items = list(encoded)
         codec = self.codec
         if isinstance(codec, PersonalDataCodec):
             codec = codec.batch()  # each subject's key looked up once
         events = [codec.decode(item, stream_id=aggregate_id) for item in items]
-        for event in events:
-            codec.encode(event)  # the checks of save(): EncodeError naming the field
         check_save_arguments(aggregate_id, events, expected_version)
         if not events:
             return

@@ -309,3 +309,17 @@ def test_the_async_store_refuses_the_same_events(data: st.DataObject) -> None:
             return await store.load("s-1")
 
         check_saved_or_refused(event, drawn, asyncio.run(save_and_load()))
+
+
+def test_a_naive_datetime_an_older_version_stored_reads_back_as_utc_and_saves_again() -> None:
+    codec = EventCodec()
+    data = codec.encode(TypedOrderPlaced(placed_at=datetime(2024, 1, 1, 9, tzinfo=UTC))).data
+    data["placed_at"] = "2024-01-01T09:00:00"
+    data["extra"] = {"__orchestrix_type__": "datetime", "value": "2024-01-02T00:00:00"}
+    stored = EncodedEvent("e-1", "TypedOrderPlaced", 1, datetime(2024, 1, 1, tzinfo=UTC), data, {})
+    decoded = codec.decode(stored)
+    assert decoded.placed_at == datetime(2024, 1, 1, 9, tzinfo=UTC)  # type: ignore[attr-defined]
+    assert decoded.extra == datetime(2024, 1, 2, tzinfo=UTC)  # type: ignore[attr-defined]
+    store = InMemoryEventStore()
+    store.save("s-1", [decoded])  # what every reader gives, a save takes
+    assert store.load("s-1") == [decoded]

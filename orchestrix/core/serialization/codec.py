@@ -16,7 +16,8 @@ float, a ``datetime`` field a naive datetime (every timestamp is
 timezone-aware), a ``tuple`` field a list. The rules of each scalar type sit
 side by side with its decoder (``_SCALAR_RULES``), and collections share the
 type they are read back as (``_COLLECTIONS``): one set of rules for both
-ways. Decoding stays lenient with what older versions stored.
+ways. Decoding stays lenient with what older versions stored: a naive
+datetime they kept is read as UTC.
 
 Where the annotation says nothing (``Any``, ``object``, or the inherited
 ``Message.data``), non-JSON values are written as small tagged objects
@@ -54,7 +55,7 @@ import typing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Union
 
@@ -273,7 +274,7 @@ def _sorted_if_possible(items: list[JsonValue]) -> list[JsonValue]:
 
 _TAG_DECODERS: dict[str, Callable[[Any], Any]] = {
     "float": lambda v: float(v) if type(v) is not bool else _not_a_float(v),
-    "datetime": datetime.fromisoformat,
+    "datetime": lambda v: _parse_datetime(v),
     "date": date.fromisoformat,
     "time": time.fromisoformat,
     "timedelta": lambda v: timedelta(microseconds=v),
@@ -281,6 +282,13 @@ _TAG_DECODERS: dict[str, Callable[[Any], Any]] = {
     "uuid": uuid.UUID,
     "bytes": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
 }
+
+
+def _parse_datetime(text: str) -> datetime:
+    """A stored datetime, timezone-aware: a naive one (which no save takes any
+    more, but an older version stored) is read as UTC, as every timestamp is."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _not_a_float(value: Any) -> float:
@@ -556,7 +564,7 @@ _SCALAR_RULES: dict[Any, tuple[_Encoder, _Decoder]] = {
     uuid.UUID: (_encode_uuid, _from_string(uuid.UUID, uuid.UUID, "a UUID")),
     datetime: (
         _encode_datetime,
-        _from_string(datetime, datetime.fromisoformat, "an ISO 8601 date and time"),
+        _from_string(datetime, _parse_datetime, "an ISO 8601 date and time"),
     ),
     date: (_encode_date, _from_string(date, date.fromisoformat, "an ISO 8601 date")),
     time: (_encode_time, _from_string(time, time.fromisoformat, "an ISO 8601 time")),
