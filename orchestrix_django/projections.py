@@ -383,7 +383,7 @@ def _run_batch(
         position = projection.get_state().last_processed_position
         if unreadable is not None:
             if projection.failure_mode == "park-and-continue" and unreadable.position is not None:
-                _park_unreadable(projection, states, unreadable, unreadable.position)
+                _pass_unreadable(projection, states, unreadable, unreadable.position)
                 # The page ended at the unreadable event, not at the head: read on.
                 return _BatchOutcome(projection.batch_size, applied, unreadable.position, None)
             _halt(projection, states, unreadable, position)
@@ -557,12 +557,12 @@ def _halt(
 ) -> None:
     """Park an event the projection handles but this process cannot decode, and stop there."""
     reason = f"cannot read the event after position {after}: {error}"
-    _park_undecodable(projection, states, error, reason, after)
+    _park_unreadable(projection, states, error, reason, after)
     states.set_paused(projection.projection_id, True)
     logger.error("projection %s stopped: %s", projection.projection_id, reason)
 
 
-def _park_unreadable(
+def _pass_unreadable(
     projection: DjangoProjection,
     states: DjangoProjectionStateStore,
     error: EventDecodeError | UnknownEventTypeError,
@@ -570,11 +570,11 @@ def _park_unreadable(
 ) -> None:
     """Park an event the projection handles but cannot decode, and go on past it."""
     reason = f"cannot read the event at position {position}, parked: {error}"
-    _park_undecodable(projection, states, error, reason, position)
+    _park_unreadable(projection, states, error, reason, position)
     logger.error("projection %s: %s", projection.projection_id, reason)
 
 
-def _park_undecodable(
+def _park_unreadable(
     projection: DjangoProjection,
     states: DjangoProjectionStateStore,
     error: EventDecodeError | UnknownEventTypeError,
@@ -603,7 +603,7 @@ def _park_undecodable(
         source=projection.dead_letter_source,
         position=error.position,
         stream_id=error.stream_id,
-        version=getattr(error, "version", None),
+        version=error.version,
         message_type=error.event_type or "unknown",
     )
     projection.observability.record_projection_error(projection.projection_id, reason)
