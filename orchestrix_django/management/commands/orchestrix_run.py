@@ -41,9 +41,10 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.faults import drop_broken_connections
 from orchestrix_django.management.console import (
     GracefulStop,
     count,
@@ -226,7 +227,7 @@ class EmbeddedRunner:
             delay = min(self.poll_interval * 2 ** (failures - 1), MAX_BACKOFF)
             self._retry_at[pid] = time.monotonic() + delay
             logger.debug("projection %s raised (failure %s)", pid, failures, exc_info=True)
-            _drop_broken_connection()
+            drop_broken_connections()
             return Turn(pid, None, error, time.perf_counter() - started)
         self._failures.pop(pid, None)
         self._retry_at.pop(pid, None)
@@ -237,13 +238,6 @@ class EmbeddedRunner:
     def retry_delay(self, projection_id: str) -> float:
         """Seconds until a projection that raised is tried again (0 when it is not waiting)."""
         return max(self._retry_at.get(projection_id, 0.0) - time.monotonic(), 0.0)
-
-
-def _drop_broken_connection() -> None:
-    """After an error, reconnect on the next query if the connection is unusable."""
-    connection = connections[str(orchestrix_settings.DATABASE)]
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
 
 
 class Command(BaseCommand):
