@@ -263,6 +263,8 @@ class CatchUpResult:
     position: int
     head: int
     stopped: str | None = None
+    #: Database faults ridden out (each rolled a batch back; it ran again).
+    faults: int = 0
 
     @property
     def lag(self) -> int:
@@ -346,7 +348,9 @@ def catch_up(
         float(max(head - position, 0)),
         {"projection": projection.projection_id},
     )
-    return CatchUpResult(projection.projection_id, applied, batches, position, head, stopped)
+    return CatchUpResult(
+        projection.projection_id, applied, batches, position, head, stopped, faults.total
+    )
 
 
 @dataclass(frozen=True)

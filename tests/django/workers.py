@@ -253,13 +253,18 @@ def _wait_caught_up(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _verify(args: dict[str, Any]) -> dict[str, Any]:
+    from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
     from orchestrix_django.models import EventRecord
+    from orchestrix_django.projections import projection_status
     from tests.django.fault_helpers import lost_and_extra, replay_mismatches
 
     with open(args["committed_file"], encoding="utf-8") as file:
         committed = json.load(file)
     missing, extra = lost_and_extra(committed, ["AccountOpened", "MoneyDeposited"])
+    statuses = [projection_status(p) for p in args["projections"]]
     return {
+        "parked": DjangoDeadLetterQueue().count(),
+        "stopped": [s.projection_id for s in statuses if s.paused or not s.healthy],
         "events": EventRecord.objects.count(),
         "missing": missing,
         "extra": extra,

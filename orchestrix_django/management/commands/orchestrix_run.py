@@ -414,6 +414,12 @@ class Command(BaseCommand):
             return
         result = turn.result
         assert result is not None
+        if result.faults:
+            self._warn(
+                f"{stamp} {pid}: rode out {result.faults} database fault(s) (lost connection, "
+                "restart, deadlock): each rolled its batch back, which ran again once the "
+                "database answered. Nothing to do."
+            )
         self._print_applied(stamp, turn, result)
         state = result.stopped if result.stopped != "asked to stop" else None
         if state is None:
