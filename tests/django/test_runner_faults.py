@@ -202,15 +202,22 @@ def test_a_connection_cut_while_a_handler_runs_is_ridden_out(
     # The second handler call of the first batch is running (its batch is open).
     wait_for(lambda: trace.exists() and len(trace.read_text().split()) >= 2, 30, "handler")
     cut(backend[0])
+    cut_at = time.monotonic()
     monkeypatch.setenv("ORCHESTRIX_TEST_SLOW_SECONDS", "0")
     thread.join(60)
     assert not thread.is_alive() and not errors, errors
+    faults = faults_counted(metrics, component="projection", name="test-slow", kind="connection")
+    print(
+        f"\n{server}: connection cut mid-batch: {len(written)} events, {faults:g} fault(s) "
+        f"counted, at the head {time.monotonic() - cut_at:.2f} s after the cut, "
+        f"{len(read_model('test-slow'))} applied"
+    )
     [result] = results
     assert result.stopped is None and result.lag == 0, result
     applied = read_model("test-slow")
     assert applied == written  # each event once, in log order
     assert_healthy_without_letters("test-slow")
-    assert faults_counted(metrics, component="projection", name="test-slow", kind="connection") >= 1
+    assert faults >= 1
     # The cut interrupted the batch: its handlers ran again after the reconnection.
     assert Counter(trace.read_text().split())[written[1]] == 2
     assert replay_mismatches(["test-slow"]) == []
@@ -246,6 +253,7 @@ def test_a_locked_sqlite_database_in_a_handler_is_waited_out_not_parked(
         release.join()
         holder.close()
     assert result.stopped is None and result.lag == 0
+    print(f"\nsqlite: database locked for 1 s: {len(written)} events, {result.faults} fault(s)")
     applied = list(
         AppliedEvent.objects.filter(projection="locked-side")
         .order_by("id")
@@ -299,9 +307,16 @@ def test_a_connection_cut_mid_saga_step_runs_the_step_again_once(
     thread.start()
     wait_for((tmp_path / "entered-hold-charge_payment-action").exists, 30, "the step")
     cut(_run_lock_holder(saga_id))
+    cut_at = time.monotonic()
     hold.unlink()  # the step goes on, on a connection that is gone
     thread.join(60)
     assert not thread.is_alive() and not errors, errors
+    faults = faults_counted(metrics, component="saga", name="order-fulfillment", kind="connection")
+    print(
+        f"\n{server}: connection cut mid-step: {faults:g} fault(s) counted, saga "
+        f"{results[0].status.value if results[0] else None} "
+        f"{time.monotonic() - cut_at:.2f} s after the cut"
+    )
     [final] = results
     assert final is not None and final.status is SagaStatus.COMPLETED, final
     stored = DjangoSagaStateStore().load(saga_id)
@@ -318,6 +333,4 @@ def test_a_connection_cut_mid_saga_step_runs_the_step_again_once(
         ("charge_payment", "action"): 1,
         ("ship_order", "action"): 1,
     }
-    assert (
-        faults_counted(metrics, component="saga", name="order-fulfillment", kind="connection") >= 1
-    )
+    assert faults >= 1
