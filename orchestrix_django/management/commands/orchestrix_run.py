@@ -98,9 +98,12 @@ class EmbeddedRunner:
     :meth:`catch_up_all` runs passes until every projection is at the head.
     ``on_turn`` is called after every turn (the command prints from it).
 
-    A projection that raises (its database is down, a reset hook is broken,
-    …) is reported in its turn and tried again after a growing pause, while
-    the others go on; a projection stopped at a failing event stays stopped
+    A database fault (a lost connection, a restart, a deadlock) is ridden
+    out inside the projection's catch-up (see
+    :mod:`orchestrix_django.faults`) and reported in its turn's result. A
+    projection that raises anything else (a reset hook is broken, …) is
+    reported in its turn and tried again after a growing pause, while the
+    others go on; a projection stopped at a failing event stays stopped
     (``catch_up`` reports it paused) until an operator retries or skips it.
     """
 
