@@ -43,6 +43,7 @@ from typing import TypeVar
 
 from django.db import Error, InterfaceError, connections
 
+from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import ObservabilityHooks
 from orchestrix.core.common.retry import ExponentialBackoff
 
@@ -135,13 +136,18 @@ _SQLITE_LOCKED = 6
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and its explicit causes (``raise ... from``), Django's wrappers' drivers too."""
+    """``error`` and its causes, nearest first.
+
+    The cause of ``raise ... from`` (Django's wrappers name the driver's error
+    so), and the ``original_error`` of a bus's ``HandlerError`` (a command
+    handler a process manager dispatched in the runner's transaction).
+    """
     link: BaseException | None = error
     for _ in range(_CHAIN_DEPTH):
         if link is None:
             return
         yield link
-        link = link.__cause__
+        link = link.original_error if isinstance(link, HandlerError) else link.__cause__
 
 
 def _driver(error: BaseException) -> str:

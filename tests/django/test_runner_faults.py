@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
+from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import get_observability, init_observability
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.infrastructure.memory.observability import InMemoryMetricsProvider
@@ -125,6 +126,9 @@ def test_real_errors_are_classified_faults_or_not(tmp_path: Path) -> None:
     else:
         error = _deadlock()
         assert fault_kind(error) is FaultKind.DEADLOCK, error
+    # A command handler a process manager dispatched met it: the bus wraps it.
+    assert fault_kind(HandlerError("ShipOrder", "ship", error)) is fault_kind(error)
+    assert not is_database_fault(HandlerError("ShipOrder", "ship", duplicate.value))
 
 
 def _sqlite_locked_through_django() -> BaseException:
@@ -264,6 +268,45 @@ def test_a_locked_sqlite_database_in_a_handler_is_waited_out_not_parked(
         assert [row[0] for row in db.execute("SELECT event_id FROM seen")] == written
     assert_healthy_without_letters("test-locked-side")
     assert faults_counted(metrics, component="projection", kind="locked") >= 1
+
+
+def test_the_periodic_tasks_and_the_sweep_note_a_locked_database_and_fail_nothing(
+    metrics: InMemoryMetricsProvider,
+) -> None:
+    """The Celery periodic catch-up, the Celery sweep and the embedded sweep meet a lock."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's own lock")
+    from orchestrix_django.saga_runner import EmbeddedSagaRunner
+    from orchestrix_django.saga_tasks import sweep_sagas
+    from orchestrix_django.tasks import catch_up_projections
+
+    nothing: dict[str, list[str]] = {"timed_out": [], "deadlines": [], "resumed": []}
+    sweeper = EmbeddedSagaRunner(poll_interval=1.0)
+    holder = sqlite3.connect(connection.settings_dict["NAME"], timeout=0)
+
+    def impatient() -> None:
+        """This connection gives up on the lock at once (a fault closes it: set it again)."""
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 0")
+
+    try:
+        impatient()
+        holder.execute("BEGIN EXCLUSIVE")
+        assert catch_up_projections() == []
+        impatient()
+        assert sweep_sagas() == nothing
+        impatient()
+        assert sweeper.run_pass() == nothing
+    finally:
+        holder.rollback()
+        holder.close()
+        connection.close()
+    assert sweeper.errors == 0
+    assert faults_counted(metrics, component="periodic_catch_up", kind="locked") == 1
+    assert faults_counted(metrics, component="saga_sweep", kind="locked") == 2
+    # The lock is gone: the next pass works, and counts nothing more.
+    assert sweeper.run_pass() == nothing and sweeper.errors == 0
+    assert faults_counted(metrics) == 3
 
 
 # ---------------------------------------------------------------- sagas
