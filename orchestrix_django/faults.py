@@ -206,7 +206,8 @@ def drop_broken_connections() -> None:
     """
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
+            with contextlib.suppress(Error):  # closing a dead connection may complain
+                connection.close_if_unusable_or_obsolete()
 
 
 def note_fault(
@@ -244,6 +245,8 @@ def note_fault(
     observability.record_fault(component.value, name, kind.value)
     with contextlib.suppress(Error):  # closing a dead connection may complain
         connection.close()
+    # A handler's own connections to other databases may be the broken ones.
+    drop_broken_connections()
     return True
 
 
