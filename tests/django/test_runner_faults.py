@@ -328,13 +328,14 @@ def _run_lock_holder(saga_id: str) -> int:
     return int(row[0])
 
 
-def test_a_connection_cut_mid_saga_step_runs_the_step_again_once(
-    server: str, metrics: InMemoryMetricsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run_saga_cut_at(
+    marker: str, amount: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Any, float]:
+    """Run a saga in a thread, cut its connection while ``marker`` holds a step; its end."""
     monkeypatch.setenv(MARKERS_ENV, str(tmp_path))
-    hold = tmp_path / "hold-charge_payment-action"
+    hold = tmp_path / marker
     hold.touch()
-    saga_id = order_fulfillment.start(order_id=f"FAULT-{uuid.uuid4().hex[:8]}", amount=25.0)
+    saga_id = order_fulfillment.start(order_id=f"FAULT-{uuid.uuid4().hex[:8]}", amount=amount)
     results: list[Any] = []
     errors: list[BaseException] = []
 
@@ -348,32 +349,61 @@ def test_a_connection_cut_mid_saga_step_runs_the_step_again_once(
 
     thread = threading.Thread(target=runner)
     thread.start()
-    wait_for((tmp_path / "entered-hold-charge_payment-action").exists, 30, "the step")
+    wait_for((tmp_path / f"entered-{marker}").exists, 30, marker)
     cut(_run_lock_holder(saga_id))
     cut_at = time.monotonic()
     hold.unlink()  # the step goes on, on a connection that is gone
     thread.join(60)
     assert not thread.is_alive() and not errors, errors
-    faults = faults_counted(metrics, component="saga", name="order-fulfillment", kind="connection")
-    print(
-        f"\n{server}: connection cut mid-step: {faults:g} fault(s) counted, saga "
-        f"{results[0].status.value if results[0] else None} "
-        f"{time.monotonic() - cut_at:.2f} s after the cut"
-    )
     [final] = results
+    return saga_id, final, time.monotonic() - cut_at
+
+
+def _calls(saga_id: str) -> dict[tuple[str, str], int]:
+    return {(row.step, row.kind): row.calls for row in SagaStepCall.objects.filter(saga_id=saga_id)}
+
+
+def test_a_connection_cut_mid_saga_step_runs_the_step_again_once(
+    server: str, metrics: InMemoryMetricsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saga_id, final, seconds = _run_saga_cut_at(
+        "hold-charge_payment-action", 25.0, tmp_path, monkeypatch
+    )
+    faults = faults_counted(metrics, component="saga", name="order-fulfillment", kind="connection")
+    print(f"\n{server}: connection cut mid-step: {faults:g} fault(s), done {seconds:.2f} s after")
     assert final is not None and final.status is SagaStatus.COMPLETED, final
     stored = DjangoSagaStateStore().load(saga_id)
     assert stored is not None and stored.status is SagaStatus.COMPLETED
     assert stored.step("reserve_inventory").attempts == 1
     assert stored.step("charge_payment").attempts == 2  # the cut attempt, then once more
     assert stored.step("ship_order").attempts == 1
-    calls = {
-        (row.step, row.kind): row.calls for row in SagaStepCall.objects.filter(saga_id=saga_id)
-    }
     # The cut call never reached its write; nothing was compensated.
-    assert calls == {
+    assert _calls(saga_id) == {
         ("reserve_inventory", "action"): 1,
         ("charge_payment", "action"): 1,
         ("ship_order", "action"): 1,
+    }
+    assert faults >= 1
+
+
+def test_a_connection_cut_mid_compensation_runs_it_again_once(
+    server: str, metrics: InMemoryMetricsProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A declined payment: the reservation's compensation is cut, then runs again once."""
+    saga_id, final, seconds = _run_saga_cut_at(
+        "hold-reserve_inventory-compensation", 2000.0, tmp_path, monkeypatch
+    )
+    faults = faults_counted(metrics, component="saga", name="order-fulfillment", kind="connection")
+    print(f"\n{server}: connection cut mid-compensation: {faults:g} fault(s), {seconds:.2f} s")
+    assert final is not None and final.status is SagaStatus.FAILED, final
+    assert final.fully_compensated and "declined" in (final.error or ""), final
+    stored = DjangoSagaStateStore().load(saga_id)
+    assert stored is not None and stored.fully_compensated
+    assert stored.step("reserve_inventory").compensation_attempts == 2
+    assert stored.step("charge_payment").attempts == 1  # the decline is not run again
+    assert _calls(saga_id) == {
+        ("reserve_inventory", "action"): 1,
+        ("charge_payment", "action"): 1,
+        ("reserve_inventory", "compensation"): 1,
     }
     assert faults >= 1
