@@ -3,13 +3,16 @@
 The server is a private cluster on port 55433 (tests/django/fault_helpers.py:
 :class:`PrivatePostgres`), never the shared one. Three writer processes save
 with expected versions (retrying a save that lost its connection with the
-same events, as an application does) and an ``orchestrix_run`` process keeps
-the five test projections and the saga sweep going. The server is stopped
+same events, as an application does) and start an order saga every fifth
+save, and an ``orchestrix_run`` process keeps the five test projections and
+the sagas going. The server is stopped
 (``pg_ctl stop -m fast``: every session ended, as a planned restart or a
 failover does) for 30 seconds, then started again. The runner gets no help:
 it must log and count the faults, wait, reconnect and reach the head of the
 log by itself, with every event applied exactly once (each projection equals
-a clean replay), no dead letter, no paused or unhealthy projection.
+a clean replay), no dead letter, no paused or unhealthy projection, and every
+saga finished as its business rules say (none failed or compensated because
+of the outage).
 
 Only meaningful on PostgreSQL: it runs in the PostgreSQL pass of the suite.
 """
@@ -58,6 +61,12 @@ WRITE_BEFORE = 3.0
 WRITE_AFTER = 3.0
 
 
+def expected_status(saga_id: str) -> str:
+    """What saga ``soak-<seed>-<k>`` of the writers ends as (tests/django/workers.py)."""
+    k = int(saga_id.rsplit("-", 1)[1])
+    return "failed" if k % 3 == 0 or k % 5 == 0 else "completed"
+
+
 def test_a_runner_recovers_by_itself_from_a_30_second_postgresql_outage(tmp_path: Path) -> None:
     bin_dir = postgres_bin_dir()
     assert bin_dir is not None
@@ -76,7 +85,13 @@ def test_a_runner_recovers_by_itself_from_a_30_second_postgresql_outage(tmp_path
         processes.append(runner)
         streams = [f"O-{n}" for n in range(12)]
         seconds = WRITE_BEFORE + OUTAGE_SECONDS + WRITE_AFTER
-        writer_args = {"seconds": seconds, "streams": streams, "batch": 2, "pause": 0.05}
+        writer_args = {
+            "seconds": seconds,
+            "streams": streams,
+            "batch": 2,
+            "pause": 0.05,
+            "saga_every": 5,
+        }
         writers = start_workers(
             [(f"writer-{seed}", "soak_write", {**writer_args, "seed": seed}) for seed in range(3)],
             env,
@@ -93,8 +108,13 @@ def test_a_runner_recovers_by_itself_from_a_30_second_postgresql_outage(tmp_path
         recovered = time.monotonic() - back
         results = [worker_result(writer, timeout=180) for writer in writers]
         committed = [event_id for result in results for event_id in result["committed"]]
+        saga_ids = [saga_id for result in results for saga_id in result["sagas"]]
         caught_up = run_worker(
-            "wait", "wait_caught_up", {"timeout": 60, "projections": ALL_PROJECTIONS}, env, tmp_path
+            "wait",
+            "wait_caught_up",
+            {"timeout": 60, "projections": ALL_PROJECTIONS, "sagas": saga_ids},
+            env,
+            tmp_path,
         )
         assert caught_up["caught_up"], (caught_up, runner.log()[-3000:])
         alive = runner.popen.poll() is None
@@ -106,7 +126,11 @@ def test_a_runner_recovers_by_itself_from_a_30_second_postgresql_outage(tmp_path
         verdict = run_worker(
             "verify",
             "verify",
-            {"committed_file": str(committed_file), "projections": ALL_PROJECTIONS},
+            {
+                "committed_file": str(committed_file),
+                "projections": ALL_PROJECTIONS,
+                "sagas": saga_ids,
+            },
             env,
             tmp_path,
         )
@@ -123,11 +147,20 @@ def test_a_runner_recovers_by_itself_from_a_30_second_postgresql_outage(tmp_path
         f"the runner, which worked again {recovered:.1f} s after the restart; "
         f"{len(verdict['missing'])} events lost, {verdict['extra']} extra, "
         f"{verdict['parked']} dead letters, stopped projections: {verdict['stopped'] or 'none'}, "
-        f"replay mismatches: {verdict['mismatches'] or 'none'}"
+        f"replay mismatches: {verdict['mismatches'] or 'none'}; {len(saga_ids)} sagas, "
+        f"{sum(status == 'completed' for status, _ in verdict['sagas'].values())} completed, "
+        f"the others compensated as their rules say: "
+        f"{sum(s == expected_status(i) for i, (s, _) in verdict['sagas'].items())} as expected"
     )
     assert verdict["missing"] == [] and verdict["extra"] == 0
     assert verdict["mismatches"] == []
     assert verdict["parked"] == 0 and verdict["stopped"] == []
+    # Sagas end as their business rules say (declined payments, NOSHIP orders are
+    # compensated), never failed or compensated because of the outage.
+    assert len(verdict["sagas"]) == len(saga_ids) > 0
+    assert {saga_id: status for saga_id, (status, _) in verdict["sagas"].items()} == {
+        saga_id: expected_status(saga_id) for saga_id in saga_ids
+    }, verdict["sagas"]
     # The outage did hit the runner and the writers (else the test proves nothing).
     assert faults > 0 and retries > 0
     assert all(result["saves"] > 0 for result in results)
