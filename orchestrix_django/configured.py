@@ -7,12 +7,19 @@ upcasters are looked up when first used, unless given explicitly.
 
 from __future__ import annotations
 
+from orchestrix.core.common.observability import ObservabilityHooks, get_observability
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.serialization.codec import EventCodec
 from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import orchestrix_settings
 
-__all__ = ["DatabaseBound", "EventDecoding"]
+__all__ = ["DatabaseBound", "EventDecoding", "configured_observability"]
+
+
+def configured_observability() -> ObservabilityHooks:
+    """``ORCHESTRIX["OBSERVABILITY"]``, else the process-wide hooks (looked up at each call)."""
+    configured: ObservabilityHooks | None = orchestrix_settings.OBSERVABILITY
+    return configured if configured is not None else get_observability()
 
 
 class DatabaseBound:

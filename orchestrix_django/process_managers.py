@@ -104,6 +104,7 @@ from orchestrix.core.eventsourcing.projection import EventKey
 from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
 from orchestrix.core.messaging.message import Command, Event
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.faults import is_database_fault
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.projection_store import DjangoProjectionStateStore
 from orchestrix_django.projections import DjangoProjection, FailureMode, projections
@@ -474,6 +475,8 @@ class ProcessManager(DjangoProjection):
                         if self._fire(store, saga_id, now):
                             fired.append(saga_id)
                 except Exception as error:
+                    if is_database_fault(error):
+                        raise  # the transaction is lost: the sweep notes it, the next one retries
                     logger.exception(
                         "%s: a deadline handler of process %s failed; tried again next sweep",
                         self.process_type,
@@ -540,6 +543,8 @@ def fire_due_timeouts(*, now: datetime | None = None) -> list[str]:
     for manager in process_managers():
         try:
             fired += manager.fire_due_timeouts(now=now)
-        except Exception:
+        except Exception as error:
+            if is_database_fault(error):
+                raise  # not the manager's: the sweep notes it, the next one retries
             logger.exception("firing the deadlines of %s failed", manager.process_type)
     return fired

@@ -41,6 +41,13 @@ dead-letter queue and, by ``failure_mode``:
   it is unhealthy until its parked events are retried or discarded.
 
 Other projections are never affected by one projection's failure.
+
+A database fault (:mod:`orchestrix_django.faults`: a lost connection, a
+deadlock), in a handler or in the runner's own queries, is not a handler
+failure: the batch rolls back, and :func:`catch_up` logs it, counts it,
+reconnects and runs the batch again after a capped backoff, until the
+database is back. The retry policy is not used up, nothing is parked and the
+projection stays healthy.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from orchestrix.core.messaging.dead_letter import DeadLetter, DeadLetterStatus
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.dead_letter_store import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
+from orchestrix_django.faults import FaultComponent, FaultRetry, is_database_fault
 from orchestrix_django.models import ActiveProjection
 from orchestrix_django.projection_store import (
     AsyncDjangoProjectionStateStore,
@@ -167,6 +175,10 @@ class DjangoProjection(ProjectionEngine):
             super().on_reset(sync_to_async(hook, thread_sensitive=True))
         return hook
 
+    def is_fault(self, error: BaseException) -> bool:
+        """Database faults (see :mod:`orchestrix_django.faults`) are not handler failures."""
+        return is_database_fault(error)
+
     async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:
         """Run a sync handler in the runner's thread, inside a savepoint."""
         failed = self._failed_directly
@@ -251,6 +263,8 @@ class CatchUpResult:
     position: int
     head: int
     stopped: str | None = None
+    #: Database faults ridden out (each rolled a batch back; it ran again).
+    faults: int = 0
 
     @property
     def lag(self) -> int:
@@ -270,10 +284,19 @@ def catch_up(
     Stops early after ``max_batches``, when ``should_stop()`` says so (checked
     between batches: the batch in hand always commits or rolls back whole), when
     the projection is paused, or when a handler fails under ``park-and-stop``.
-    ``on_batch`` is called after each committed batch (progress bars).
+    ``on_batch`` is called after each committed batch (progress bars). A
+    batch that meets a database fault rolls back and runs again once the
+    database answers (see the module docs; ``should_stop`` cuts the wait short).
     """
     store = DjangoEventStore()
     hooks = projection.observability
+    faults = FaultRetry(
+        FaultComponent.PROJECTION,
+        projection.projection_id,
+        using=str(orchestrix_settings.DATABASE),
+        observability=hooks,
+        should_stop=should_stop,
+    )
     applied = batches = 0
     stopped: str | None = None
     position = 0
@@ -286,11 +309,17 @@ def catch_up(
                 break
             started = time.perf_counter()
             try:
-                outcome = _run_batch(projection, store)
-            except _Redo as redo:
-                # The batch's fast path failed and its transaction rolled back:
-                # the same batch again, carefully (see _apply).
-                outcome = _run_batch(projection, store, redo.failure)
+                try:
+                    outcome = _run_batch(projection, store)
+                except _Redo as redo:
+                    # The batch's fast path failed and its transaction rolled back:
+                    # the same batch again, carefully (see _apply).
+                    outcome = _run_batch(projection, store, redo.failure)
+            except Exception as error:
+                if faults.absorb(error):
+                    continue  # rolled back whole: the same batch again
+                raise
+            faults.succeeded()
             batches += 1 if outcome.read else 0
             applied += outcome.applied
             position = outcome.position
@@ -304,18 +333,24 @@ def catch_up(
             if on_batch is not None and outcome.read:
                 on_batch(
                     CatchUpResult(
-                        projection.projection_id, applied, batches, position, store.head_position()
+                        projection.projection_id,
+                        applied,
+                        batches,
+                        position,
+                        faults.call(store.head_position),
                     )
                 )
             if outcome.read < projection.batch_size:
                 break
-    head = store.head_position()
+    head = faults.call(store.head_position)
     hooks.gauge(
         "orchestrix.projections.lag",
         float(max(head - position, 0)),
         {"projection": projection.projection_id},
     )
-    return CatchUpResult(projection.projection_id, applied, batches, position, head, stopped)
+    return CatchUpResult(
+        projection.projection_id, applied, batches, position, head, stopped, faults.total
+    )
 
 
 @dataclass(frozen=True)
@@ -502,6 +537,8 @@ def _apply_directly(
                     handler(event)
                 handler = None
     except Exception as error:
+        if projection.is_fault(error):
+            raise  # not the handler's failure: the whole batch rolls back, catch_up retries it
         assert record is not None
         logger.debug(
             "projection %s: %s raised on the event at position %s; applying its batch "

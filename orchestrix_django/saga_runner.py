@@ -25,6 +25,9 @@ from collections.abc import Callable
 
 from django.db import connections
 
+from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import configured_observability
+from orchestrix_django.faults import FaultComponent, FaultRetry, drop_broken_connections
 from orchestrix_django.process_managers import fire_due_timeouts, process_managers
 from orchestrix_django.sagas import expire_overdue_sagas, resume_sagas, sagas
 
@@ -67,8 +70,9 @@ class EmbeddedSagaRunner:
     """Runs :func:`sweep` (inline) every ``poll_interval`` seconds in a thread, until :meth:`stop`.
 
     ``on_pass`` is called with each pass's outcome (the command prints from it).
-    A pass that raises (the database is down, …) is logged and retried at
-    the next interval.
+    A pass that raises is logged and retried at the next interval; a pass
+    that meets a database fault is logged as such and counted
+    (``orchestrix.faults``), and the next one waits a capped backoff more.
     """
 
     def __init__(
@@ -87,6 +91,13 @@ class EmbeddedSagaRunner:
         self.ran = 0
         self.fired = 0
         self.errors = 0
+        self._faults = FaultRetry(
+            FaultComponent.SAGA_SWEEP,
+            "sweep",
+            using=str(orchestrix_settings.DATABASE),
+            observability=configured_observability(),
+            should_stop=self.should_stop,
+        )
 
     def should_stop(self) -> bool:
         """Whether :meth:`stop` was called."""
@@ -96,11 +107,13 @@ class EmbeddedSagaRunner:
         """One sweep, in this thread; errors are logged and counted, not raised."""
         try:
             outcome = sweep(inline=True, should_stop=self.should_stop)
-        except Exception:
-            self.errors += 1
-            logger.exception("the saga sweep failed; tried again in %s s", self.poll_interval)
-            _drop_broken_connection()
+        except Exception as error:
+            if not self._faults.absorb(error):
+                self.errors += 1
+                logger.exception("the saga sweep failed; tried again in %s s", self.poll_interval)
+                drop_broken_connections()
             return {"timed_out": [], "deadlines": [], "resumed": []}
+        self._faults.succeeded()
         self.ran += len(set(outcome["timed_out"]) | set(outcome["resumed"]))
         self.fired += len(outcome["deadlines"])
         if self.on_pass is not None:
@@ -127,9 +140,3 @@ class EmbeddedSagaRunner:
         self._stop.set()
         if wait is not None and self._thread is not None:
             self._thread.join(wait)
-
-
-def _drop_broken_connection() -> None:
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()

@@ -35,6 +35,13 @@ Add the sweep to Celery beat next to the projections' catch-up
 
 A deadline is noticed within ``ORCHESTRIX["SAGA_SWEEP_INTERVAL"]`` seconds
 once nobody runs its saga.
+
+**Database faults** (see :mod:`orchestrix_django.faults`) never fail a saga
+nor a task: ``run_saga`` rides them out in the task (reconnecting after a
+capped backoff, then resuming the saga from its stored state, the interrupted
+step run again), holding its worker until the database is back; the sweep
+notes a fault (warning, ``orchestrix.faults``) and leaves its work to the
+next tick.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from typing import Any
 from celery import shared_task
 
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import configured_observability
+from orchestrix_django.faults import FaultComponent, note_fault
 from orchestrix_django.saga_store import DjangoSagaStateStore
 from orchestrix_django.tasks import ID_FIELDS, _current_ids
 from orchestrix_django.wakeup import PUBLISH_RETRY_POLICY
@@ -143,7 +152,19 @@ def sweep_sagas() -> dict[str, list[str]]:
     """Time out overdue sagas, fire due process deadlines, resume lost sagas (see the module)."""
     from orchestrix_django.saga_runner import sweep
 
-    outcome = sweep(inline=False, resume_after=float(orchestrix_settings.SAGA_RESUME_AFTER))
+    try:
+        outcome = sweep(inline=False, resume_after=float(orchestrix_settings.SAGA_RESUME_AFTER))
+    except Exception as error:
+        if note_fault(
+            error,
+            FaultComponent.SAGA_SWEEP,
+            "sweep",
+            using=str(orchestrix_settings.DATABASE),
+            observability=configured_observability(),
+            retry="at the next tick",
+        ):
+            return {"timed_out": [], "deadlines": [], "resumed": []}
+        raise
     if any(outcome.values()):
         logger.info(
             "saga sweep: %s",

@@ -91,6 +91,14 @@ conversation of the command that started it, and their Celery wake-ups carry
 the ids in their headers. The ``orchestrix.run_saga`` task carries them in
 its headers too, and logs them.
 
+**Database faults.** A lost connection, a deadlock or another database
+fault (:mod:`orchestrix_django.faults`) in a step, a compensation or a save
+of the saga's state is not the step's failure: nothing is compensated and
+the step's retry policy is not used up. :func:`run_saga` logs and counts the
+fault, reconnects and, after a capped backoff, resumes the saga from its
+stored state, until the database is back: the interrupted step (or
+compensation) runs again, completed ones never do.
+
 **Observability.** Sagas report to ``observability`` (default:
 ``ORCHESTRIX["OBSERVABILITY"]``, else the process-wide hooks): sagas started,
 completed, compensated and failed, each step's latency, and
@@ -119,7 +127,6 @@ from orchestrix.core.common.exceptions import ConcurrencyError, SagaError
 from orchestrix.core.common.observability import (
     ObservabilityHooks,
     TracingProvider,
-    get_observability,
 )
 from orchestrix.core.execution.saga import (
     Saga,
@@ -132,6 +139,8 @@ from orchestrix.core.execution.saga import (
 )
 from orchestrix.core.messaging.message import Message, causal_fields
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import configured_observability
+from orchestrix_django.faults import FaultComponent, FaultRetry, is_database_fault
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.saga_locks import SagaRunLock, saga_is_running
 from orchestrix_django.saga_store import AsyncDjangoSagaStateStore, DjangoSagaStateStore
@@ -432,10 +441,11 @@ class DjangoSaga(Saga):
     @property
     def observability(self) -> ObservabilityHooks:
         """Where the saga reports (the constructor's, ``ORCHESTRIX["OBSERVABILITY"]``, global)."""
-        if self._hooks is not None:
-            return self._hooks
-        configured: ObservabilityHooks | None = orchestrix_settings.OBSERVABILITY
-        return configured if configured is not None else get_observability()
+        return self._hooks if self._hooks is not None else configured_observability()
+
+    def is_fault(self, error: BaseException) -> bool:
+        """Database faults (see :mod:`orchestrix_django.faults`) are not step failures."""
+        return is_database_fault(error)
 
     # -- starting -------------------------------------------------------------
 
@@ -764,8 +774,36 @@ def run_saga(
     configured here, or another runner is executing it (all logged). For
     sync code (a Celery task, a management command): not from a running
     event loop. ``should_stop`` is asked between steps (see :meth:`DjangoSaga.fresh`).
+    A database fault is ridden out: the saga resumes from its stored state
+    once the database answers (see the module docs); when ``should_stop()``
+    says so meanwhile, the fault is raised and the saga left resumable.
     """
-    stored = DjangoSagaStateStore(using).load(saga_id)
+    store = DjangoSagaStateStore(using)
+    faults = FaultRetry(
+        FaultComponent.SAGA,
+        "unknown",
+        detail=saga_id,
+        using=store.using,
+        observability=configured_observability(),
+        should_stop=should_stop,
+    )
+    while True:
+        try:
+            return _run_once(saga_id, store, faults, should_stop)
+        except Exception as error:
+            if faults.absorb(error) and not (should_stop is not None and should_stop()):
+                continue  # resume from the stored state
+            raise
+
+
+def _run_once(
+    saga_id: str,
+    store: DjangoSagaStateStore,
+    faults: FaultRetry,
+    should_stop: Callable[[], bool] | None,
+) -> SagaState | None:
+    """One try of :func:`run_saga`: load, execute under the run lock; faults propagate."""
+    stored = store.load(saga_id)
     if stored is None:
         logger.warning("cannot run saga %s: no such saga", saga_id)
         return None
@@ -774,6 +812,7 @@ def run_saga(
     except KeyError as error:
         logger.warning("cannot run saga %s: %s", saga_id, error.args[0])
         return None
+    faults.name, faults.observability = definition.saga_type, definition.observability
     if stored.is_finished:
         return stored
     run = definition.fresh(saga_id, should_stop=should_stop)

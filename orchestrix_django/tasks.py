@@ -25,6 +25,16 @@ Both tasks use the JSON serializer and store no result. The logic lives in
 :mod:`orchestrix_django.projections`; a failing catch-up is logged by
 Celery and retried by the next wake-up or periodic run.
 
+**Database faults** (a lost connection, a restart, a deadlock: see
+:mod:`orchestrix_django.faults`) never fail a task. ``advance_projection``
+and an inline periodic catch-up ride them out inside
+:func:`~orchestrix_django.projections.catch_up`: the batch rolls back, the
+task reconnects after a capped backoff (at most 5 s) and goes on, holding
+its worker until the database is back; its message stays unacknowledged
+(``acks_late``), so a worker stopped meanwhile loses nothing. The periodic
+task's own query notes a fault (warning, ``orchestrix.faults``) and leaves
+the work to the next tick.
+
 The correlation, causation and trace ids of the event whose commit sent a
 wake-up travel in its message headers; the task logs them (``extra``
 fields ``correlation_id``, ``causation_id``, ``trace_id``, ``event_id`` and
@@ -48,6 +58,8 @@ from typing import Any
 from celery import shared_task
 
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.configured import configured_observability
+from orchestrix_django.faults import FaultComponent, note_fault
 from orchestrix_django.projections import catch_up, get_projection
 from orchestrix_django.wakeup import (
     HEADER_NAMES,
@@ -161,7 +173,19 @@ def catch_up_projections(inline: bool = False) -> list[str]:
     Returns the ids of the projections it acted on. One projection that
     fails to catch up inline does not keep the others from it.
     """
-    lagging = lagging_projections()
+    try:
+        lagging = lagging_projections()
+    except Exception as error:
+        if note_fault(
+            error,
+            FaultComponent.PERIODIC_CATCH_UP,
+            "projections",
+            using=str(orchestrix_settings.DATABASE),
+            observability=configured_observability(),
+            retry="at the next tick",
+        ):
+            return []
+        raise
     for projection_id in lagging:
         if not inline:
             # A wake-up pending for a whole interval was lost: replace it.

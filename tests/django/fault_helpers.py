@@ -213,9 +213,9 @@ class PrivatePostgres:
     system still writes out what PostgreSQL handed it.
     """
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, port: int | None = None) -> None:
         self.bin_dir = bin_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="orchestrix-pg-"))
         self.data = self.directory / "data"
         self.log_path = self.directory / "server.log"
@@ -266,6 +266,18 @@ class PrivatePostgres:
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", self._options(), "-l", str(self.log_path),
             "-m", mode, "-w", "restart",
+        )  # fmt: skip
+        self.restarts += 1
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: every session ended, as a planned restart or failover)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def start_again(self) -> None:
+        """Start the stopped server again and wait until it accepts connections."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", self._options(), "-l", str(self.log_path),
+            "-w", "start",
         )  # fmt: skip
         self.restarts += 1
 

@@ -265,7 +265,9 @@ NOT_COMMANDS = frozenset(
 )
 
 #: Prometheus metric names (``orchestrix.events.stored`` -> ``orchestrix_events_stored_total``).
-_METRIC = re.compile(r"^orchestrix_(events|snapshots|aggregates|handlers|projections|sagas)_")
+_METRIC = re.compile(
+    r"^orchestrix_(events|snapshots|aggregates|handlers|projections|sagas|faults)_"
+)
 
 #: Commands of the example project (not installed in the test settings).
 EXAMPLE_COMMANDS = {

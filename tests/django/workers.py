@@ -236,9 +236,14 @@ def _soak_read(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _wait_caught_up(args: dict[str, Any]) -> dict[str, Any]:
+    """Wait until the projections are at the head (and the sagas ``args["sagas"]`` finished)."""
+    from orchestrix.core.execution.saga import SagaStatus
+    from orchestrix_django.models import SagaStateRecord
     from orchestrix_django.projection_store import DjangoProjectionStateStore
     from orchestrix_django.store import DjangoEventStore
 
+    sagas = args.get("sagas", [])
+    finished = [SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]
     deadline = time.monotonic() + args["timeout"]
     while True:
         head = DjangoEventStore().head_position()
@@ -246,20 +251,29 @@ def _wait_caught_up(args: dict[str, Any]) -> dict[str, Any]:
             s.projection_id: s.state.last_processed_position
             for s in DjangoProjectionStateStore().list_states()
         }
+        done = SagaStateRecord.objects.filter(saga_id__in=sagas, status__in=finished).count()
         caught_up = all(positions.get(p) == head for p in args["projections"])
+        caught_up = caught_up and done == len(sagas)
         if caught_up or time.monotonic() > deadline:
             return {"caught_up": caught_up, "head": head, "positions": positions}
         time.sleep(0.1)
 
 
 def _verify(args: dict[str, Any]) -> dict[str, Any]:
-    from orchestrix_django.models import EventRecord
+    from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
+    from orchestrix_django.models import EventRecord, SagaStateRecord
+    from orchestrix_django.projections import projection_status
     from tests.django.fault_helpers import lost_and_extra, replay_mismatches
 
     with open(args["committed_file"], encoding="utf-8") as file:
         committed = json.load(file)
     missing, extra = lost_and_extra(committed, ["AccountOpened", "MoneyDeposited"])
+    statuses = [projection_status(p) for p in args["projections"]]
+    sagas = SagaStateRecord.objects.filter(saga_id__in=args.get("sagas", []))
     return {
+        "sagas": {saga.saga_id: [saga.status, saga.error] for saga in sagas},
+        "parked": DjangoDeadLetterQueue().count(),
+        "stopped": [s.projection_id for s in statuses if s.paused or not s.healthy],
         "events": EventRecord.objects.count(),
         "missing": missing,
         "extra": extra,

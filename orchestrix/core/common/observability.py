@@ -200,6 +200,7 @@ HookName = Literal[
     "saga_compensated",
     "saga_failed",
     "saga_step",
+    "fault",
 ]
 
 Callback = Callable[..., None]
@@ -353,6 +354,15 @@ class ObservabilityHooks:
         """A projection failed on an event."""
         self._count("orchestrix.projections.errors", 1.0, {"projection": projection_id})
         self._fire("projection_error", projection_id, error)
+
+    def record_fault(self, component: str, name: str, kind: str) -> None:
+        """Work of ``component`` (``name``: a projection id, a saga type) met a fault of ``kind``.
+
+        A fault is an error of the infrastructure (a lost database connection,
+        a deadlock), not of the code: the work is retried, never failed.
+        """
+        self._count("orchestrix.faults", 1.0, {"component": component, "name": name, "kind": kind})
+        self._fire("fault", component, name, kind)
 
     def record_saga_started(self, saga_type: str, saga_id: str) -> None:
         """A saga began executing."""

@@ -59,6 +59,16 @@ observability, and then, by ``on_failure``:
   retried or discarded. The queue may be a sync ``DeadLetterQueue`` or an
   ``AsyncDeadLetterQueue``. A reset discards the projection's parked letters.
 
+Faults are not failures
+-----------------------
+An error that :meth:`ProjectionEngine.is_fault` recognises (the infrastructure
+failed, not the handler: a lost database connection, a deadlock) is not a
+handler failure: the retry policy does not retry it, the state stays healthy,
+nothing is parked, and the error propagates out of
+:meth:`~ProjectionEngine.process_events` to the runner, which retries the batch
+once the infrastructure is back. The core recognises no error as a fault; a
+runner on a database overrides the method.
+
 Persistence of the checkpoint
 -----------------------------
 The checkpoint is never saved ahead of the handlers: the state is saved after
@@ -265,6 +275,27 @@ class _Failure(NamedTuple):
     registration: _Registration
     error: Exception
     attempts: int
+
+
+class _UnlessFault(RetryPolicy):
+    """A handler's retry policy, except that a fault ends its retries at once."""
+
+    def __init__(self, policy: RetryPolicy, is_fault: Callable[[BaseException], bool]) -> None:
+        self.policy = policy
+        self.is_fault = is_fault
+        self.max_retries = policy.max_retries
+
+    def should_retry(self, attempt: int) -> bool:
+        """As the handler's policy."""
+        return self.policy.should_retry(attempt)
+
+    def get_delay(self, attempt: int) -> float:
+        """As the handler's policy."""
+        return self.policy.get_delay(attempt)
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Not a fault (the runner retries the whole batch), and retryable by the policy."""
+        return not self.is_fault(error) and self.policy.is_retryable(error)
 
 
 def _callable_name(function: Callable[..., Any]) -> str:
@@ -678,8 +709,8 @@ class ProjectionEngine:
                 try:
                     await dead_letter_module.retry_async(queue, dead_letter_id, reapply)
                 except Exception as error:
-                    if not failed:
-                        raise  # not a handler failure (unknown id, wrong status, ...)
+                    if not failed or self.is_fault(error):
+                        raise  # not a handler failure (unknown id, a fault, ...)
                     self._record_failure(
                         f"retry of dead letter {dead_letter_id} failed in {failed[0].name}: "
                         f"{describe_error_type(error)}: {error}",
@@ -723,6 +754,15 @@ class ProjectionEngine:
             await self._settle_health()
             return True
 
+    def is_fault(self, error: BaseException) -> bool:
+        """Whether ``error`` is a fault of the infrastructure rather than of the handler.
+
+        A fault ends the handler's attempts at once, without counting as a
+        failure, and propagates to the caller (see the module docs). False for
+        every error here; runners whose handlers use a database override it.
+        """
+        return False
+
     async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:
         """Call one handler with one event, awaiting it if it returns an awaitable.
 
@@ -754,10 +794,12 @@ class ProjectionEngine:
                             since_save = 0
             except HandlerError:
                 raise  # the failure path saved the state already
-            except Exception:
+            except Exception as error:
                 # Whatever stopped the batch (a broken iterator, ...), the events
-                # applied so far are applied: keep their checkpoint.
-                if self._dirty:
+                # applied so far are applied: keep their checkpoint. Not after a
+                # fault: the state store is likely out of reach too, and the
+                # runner retries the batch from the saved checkpoint.
+                if self._dirty and not self.is_fault(error):
                     await self._save_quietly()
                 raise
             finally:
@@ -827,8 +869,10 @@ class ProjectionEngine:
             await self.invoke_handler(registration.handler, event)
 
         try:
-            await retry_async(attempt, policy=self.retry_policy)
+            await retry_async(attempt, policy=_UnlessFault(self.retry_policy, self.is_fault))
         except Exception as error:
+            if self.is_fault(error):
+                raise
             return _Failure(registration, error, attempts)
         return None
 
@@ -933,6 +977,8 @@ class ProjectionEngine:
                 if inspect.isawaitable(result):
                     await result
             except Exception as error:
+                if self.is_fault(error):
+                    raise
                 self._record_failure(
                     f"reset failed in {_callable_name(hook)}: "
                     f"{describe_error_type(error)}: {error}",

@@ -24,6 +24,13 @@ where it stopped: completed steps never run again, an interrupted step runs
 again (so steps must be idempotent, keyed by ``idempotency_key``), and an
 interrupted compensation goes on with the steps not yet compensated.
 
+An error that :meth:`Saga.is_fault` recognises (the infrastructure failed,
+not the step: a lost database connection, a deadlock) is not a step failure:
+it is not retried by the step's policy, nothing is compensated, and it
+propagates out of :meth:`Saga.execute` with the state as persisted (the step
+RUNNING), so that the runner resumes the saga once the infrastructure is back
+and the interrupted step runs again. The core recognises no error as a fault.
+
 Stores use optimistic locking: ``SagaState.version`` is the version the
 caller read (0 for a state never saved); ``save`` succeeds only if it is still
 the stored version, stores a copy with ``version + 1`` and returns that copy.
@@ -711,6 +718,15 @@ class Saga:
         finally:
             self._executing = False
 
+    def is_fault(self, error: BaseException) -> bool:
+        """Whether ``error`` is a fault of the infrastructure rather than of the step.
+
+        A fault propagates out of :meth:`execute`, leaving the saga resumable
+        (see the module docs). False for every error here; runners whose steps
+        or store use a database override it.
+        """
+        return False
+
     def get_state(self) -> SagaState:
         """A copy of the current state (``SagaError`` before :meth:`initialize`)."""
         return self._require_state().copy()
@@ -789,6 +805,8 @@ class Saga:
             try:
                 result = await self._attempt(step, plan, "step", {}, record.attempts)
             except Exception as error:
+                if self.is_fault(error):
+                    raise  # resumable: the step is RUNNING in the store
                 failures += 1
                 record.error = _describe(error)
                 if policy.is_retryable(error) and policy.should_retry(failures):
@@ -849,6 +867,8 @@ class Saga:
                     record.compensation_attempts,
                 )
             except Exception as error:
+                if self.is_fault(error):
+                    raise  # resumable: the compensation is under way in the store
                 failures += 1
                 record.compensation_error = _describe(error)
                 if policy.is_retryable(error) and policy.should_retry(failures):

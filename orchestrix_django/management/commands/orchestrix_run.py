@@ -41,9 +41,10 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
 from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.faults import drop_broken_connections
 from orchestrix_django.management.console import (
     GracefulStop,
     count,
@@ -97,9 +98,12 @@ class EmbeddedRunner:
     :meth:`catch_up_all` runs passes until every projection is at the head.
     ``on_turn`` is called after every turn (the command prints from it).
 
-    A projection that raises (its database is down, a reset hook is broken,
-    …) is reported in its turn and tried again after a growing pause, while
-    the others go on; a projection stopped at a failing event stays stopped
+    A database fault (a lost connection, a restart, a deadlock) is ridden
+    out inside the projection's catch-up (see
+    :mod:`orchestrix_django.faults`) and reported in its turn's result. A
+    projection that raises anything else (a reset hook is broken, …) is
+    reported in its turn and tried again after a growing pause, while the
+    others go on; a projection stopped at a failing event stays stopped
     (``catch_up`` reports it paused) until an operator retries or skips it.
     """
 
@@ -226,7 +230,7 @@ class EmbeddedRunner:
             delay = min(self.poll_interval * 2 ** (failures - 1), MAX_BACKOFF)
             self._retry_at[pid] = time.monotonic() + delay
             logger.debug("projection %s raised (failure %s)", pid, failures, exc_info=True)
-            _drop_broken_connection()
+            drop_broken_connections()
             return Turn(pid, None, error, time.perf_counter() - started)
         self._failures.pop(pid, None)
         self._retry_at.pop(pid, None)
@@ -237,13 +241,6 @@ class EmbeddedRunner:
     def retry_delay(self, projection_id: str) -> float:
         """Seconds until a projection that raised is tried again (0 when it is not waiting)."""
         return max(self._retry_at.get(projection_id, 0.0) - time.monotonic(), 0.0)
-
-
-def _drop_broken_connection() -> None:
-    """After an error, reconnect on the next query if the connection is unusable."""
-    connection = connections[str(orchestrix_settings.DATABASE)]
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
 
 
 class Command(BaseCommand):
@@ -420,6 +417,12 @@ class Command(BaseCommand):
             return
         result = turn.result
         assert result is not None
+        if result.faults:
+            self._warn(
+                f"{stamp} {pid}: rode out {result.faults} database fault(s) (lost connection, "
+                "restart, deadlock): each rolled its batch back, which ran again once the "
+                "database answered. Nothing to do."
+            )
         self._print_applied(stamp, turn, result)
         state = result.stopped if result.stopped != "asked to stop" else None
         if state is None:
