@@ -167,8 +167,10 @@ _LIMIT = OpenApiParameter(
 )
 #: ``after`` as a position or a version: what :func:`after_number` accepts.
 _AFTER_NUMBER_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}
+#: Text in a query: anything but NUL characters, which no stored value holds (400).
+_TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\x00]*$"}
 _AFTER_ID = OpenApiParameter(
-    "after", str, description="Start after this id: the last id of the previous page."
+    "after", _TEXT_SCHEMA, description="Start after this id: the last id of the previous page."
 )
 _LINK = OpenApiParameter(
     "Link",
@@ -182,6 +184,14 @@ _BAD_QUERY = OpenApiResponse(OpenApiTypes.OBJECT, description="A query parameter
 _UNREADABLE = OpenApiResponse(
     ErrorSerializer, description="A stored event does not decode or upcast (see the detail)."
 )
+
+
+#: The answers to a request the API's permission and authentication classes refuse.
+_REFUSALS = {
+    "401": "Not authenticated, with an authentication class that asks for credentials "
+    "(WWW-Authenticate), or wrong credentials.",
+    "403": "Not authenticated, or without the Django permission this endpoint needs.",
+}
 
 
 def _events_responses(many: bool) -> dict[Any, Any]:
@@ -210,6 +220,19 @@ class OrchestrixSchema(AutoSchema):
         """The view's ``operation_id``, else drf-spectacular's guess."""
         own: str | None = getattr(self.view, "operation_id", None)
         return own or str(super().get_operation_id())
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """The operation, with the refusals every endpoint can answer (401, 403)."""
+        operation: dict[str, Any] | None = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        error = self.resolve_serializer(ErrorSerializer, "response").ref
+        for code, description in _REFUSALS.items():
+            operation["responses"].setdefault(
+                code,
+                {"content": {"application/json": {"schema": error}}, "description": description},
+            )
+        return operation
 
 
 class OrchestrixAPIView(OrchestrixAccess, APIView):
@@ -382,7 +405,7 @@ def _stream_data(request: Request, row: dict[str, Any]) -> dict[str, Any]:
     parameters=[
         OpenApiParameter(
             "aggregate_type",
-            str,
+            _TEXT_SCHEMA,
             description="Only the streams of this aggregate type (the class name "
             "AggregateRepository labels them with).",
         ),
@@ -676,7 +699,7 @@ def _saga_data(request: Request, row: dict[str, Any]) -> dict[str, Any]:
         OpenApiParameter(
             "status", str, enum=[s.value for s in SagaStatus], description="Only this status."
         ),
-        OpenApiParameter("saga_type", str, description="Only sagas of this type."),
+        OpenApiParameter("saga_type", _TEXT_SCHEMA, description="Only sagas of this type."),
         _AFTER_ID,
         _LIMIT,
         _LINK,
@@ -752,7 +775,9 @@ def _letter_row(dead_letter_id: str) -> dict[str, Any] | None:
             enum=[s.value for s in DeadLetterStatus],
             description="Only this status (default: all).",
         ),
-        OpenApiParameter("source", str, description="Only this source, e.g. projection:balances."),
+        OpenApiParameter(
+            "source", _TEXT_SCHEMA, description="Only this source, e.g. projection:balances."
+        ),
         _AFTER_ID,
         _LIMIT,
         _LINK,
