@@ -572,6 +572,30 @@ def test_the_openapi_schema_validates_and_describes_this_api(world: World, staff
     assert yaml.safe_load(as_yaml.content)["info"]["title"] == "Orchestrix API"
 
 
+def test_the_schemas_bounds_are_the_views_bounds(world: World, staff: Client) -> None:
+    """``limit`` and ``after`` as the schema declares them: the edges pass, one beyond is a 400."""
+    schema = json.loads(staff.get(url("schema") + "?format=json").content)
+    paths = {
+        "/orchestrix/events/": url("event-log"),
+        "/orchestrix/streams/{stream_id}/events/": url("stream-events", stream_id=world.account),
+    }
+    for template, path in paths.items():
+        declared = {p["name"]: p["schema"] for p in schema["paths"][template]["get"]["parameters"]}
+        assert declared["limit"] == {"type": "integer", "minimum": 1}
+        assert declared["after"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+        for query in ("limit=1", f"limit={10**30}", "after=0", f"after={2**63 - 1}"):
+            assert staff.get(f"{path}?{query}").status_code == 200, (path, query)
+        for query in ("limit=0", "limit=-1", "after=-1", f"after={2**63}"):
+            response = staff.get(f"{path}?{query}")
+            assert response.status_code == 400, (path, query)
+            assert list(response.json()) == [query.split("=")[0]]
+    # Text queries: anything but a NUL character.
+    streams = {
+        p["name"]: p["schema"] for p in schema["paths"]["/orchestrix/streams/"]["get"]["parameters"]
+    }
+    assert streams["after"]["pattern"] == "^[^\\x00]*$"
+
+
 def test_the_root_links_everything(world: World, staff: Client) -> None:
     links = staff.get(url("root")).json()
     for name, target in links.items():
