@@ -28,7 +28,7 @@ __all__ = ["MAX_DEPTH", "BodyTooLarge", "BoundedJSONParser", "too_deep"]
 MAX_DEPTH = 32
 
 #: A JSON string (with its escapes) or one of the characters that give a document its shape.
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:]', re.DOTALL)
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:]', re.DOTALL)
 
 
 class BodyTooLarge(APIException):
