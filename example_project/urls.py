@@ -5,7 +5,7 @@
 * ``/api/banking/`` and ``/api/orders/``: the command endpoints
   (:mod:`example_project.banking.api`, :mod:`example_project.orders.api`);
 * ``/orchestrix/``: Orchestrix's own API (streams, the event log, projections,
-  sagas, dead letters; admin users only by default);
+  sagas, dead letters; by default the admin's users and permissions);
 * ``/api-auth/``: DRF's sign-in page for the browsable API.
 """
 

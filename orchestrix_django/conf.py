@@ -102,11 +102,13 @@ DEFAULTS: dict[str, Any] = {
     # personal data; changing or losing it makes every personal field unreadable.
     "ENCRYPTION_MASTER_KEY": None,
     # -- the optional REST API (orchestrix_django.api; needs the "api" extra) --
-    # DRF permission classes (dotted paths) every API endpoint requires. Staff
-    # only by default: the API shows every event and can rebuild projections.
+    # DRF permission classes (dotted paths) every API endpoint requires. By
+    # default the admin's rules: active staff users, the view permission of the
+    # model behind an endpoint to read it, the change permission (as the admin's
+    # buttons) to rebuild, pause, resume, retry or discard; superusers have all.
     # The project's REST_FRAMEWORK defaults are not used, so that loosening them
     # for the project's own API never opens this one.
-    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "API_PERMISSION_CLASSES": ["orchestrix_django.api.permissions.OrchestrixModelPermissions"],
     # DRF authentication classes (dotted paths) of the API: the admin's session
     # (unsafe requests then need the CSRF token) and HTTP Basic for scripts.
     "API_AUTHENTICATION_CLASSES": [

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.urls import reverse
-from rest_framework import generics, serializers, status
+from rest_framework import serializers, status
 
 from example_project.banking.commands import (
     CloseAccount,
@@ -34,7 +34,7 @@ from example_project.banking.commands import (
     WithdrawMoney,
 )
 from example_project.banking.models import AccountSummary, TransferSummary
-from example_project.common.api import CommandView
+from example_project.common.api import CommandView, ReadModelView
 
 __all__ = [
     "AccountView",
@@ -152,7 +152,7 @@ class TransferSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         ]
 
 
-class AccountView(generics.RetrieveAPIView):  # type: ignore[type-arg]
+class AccountView(ReadModelView):
     """An account, as the ``banking-accounts`` projection has it."""
 
     queryset = AccountSummary.objects.all()
@@ -160,7 +160,7 @@ class AccountView(generics.RetrieveAPIView):  # type: ignore[type-arg]
     lookup_field = "account_id"
 
 
-class TransferView(generics.RetrieveAPIView):  # type: ignore[type-arg]
+class TransferView(ReadModelView):
     """A transfer, as the ``banking-transfers`` projection has it."""
 
     queryset = TransferSummary.objects.all()

@@ -5,7 +5,11 @@
 * **400** with ``{"field": ["message", …], …}`` (the shape of DRF's own
   validation errors) when the payload does not make a valid command: the
   messages are those of Orchestrix's validators, every field at once, and
-  nothing was stored;
+  nothing was stored. Hostile input gets the same: text with a NUL
+  character or a lone surrogate, a value of the wrong type, JSON nested
+  deeper than :data:`~example_project.common.parsing.MAX_DEPTH` (named by
+  its top-level field); a body that is not JSON at all is a 400 too;
+* **413** for a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``;
 * **404** when the command names an aggregate that does not exist;
 * **409** when the domain refuses the command (insufficient funds, a frozen
   account, …);
@@ -18,18 +22,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import QueryDict
-from rest_framework import status
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from example_project.common.commands import CommandRejected, build_command, execute
+from example_project.common.parsing import BodyTooLarge, BoundedJSONParser, body_limit
 from orchestrix.core.common.exceptions import AggregateNotFoundError
 from orchestrix.core.common.validation import ValidationError
 from orchestrix.core.messaging.message import Command
 
-__all__ = ["CommandView"]
+__all__ = ["CommandView", "ReadModelView"]
 
 
 class CommandView(APIView):
@@ -41,10 +49,14 @@ class CommandView(APIView):
 
     command_class: ClassVar[type[Command]]
     success_status: ClassVar[int] = status.HTTP_202_ACCEPTED
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
 
     def post(self, request: Request, **url_fields: str) -> Response:
         """Build, validate and execute the command."""
-        body = request.data
+        try:
+            body = request.data
+        except RequestDataTooBig:  # Django read the body first, and refused it
+            raise BodyTooLarge(f"The request body is larger than {body_limit()} bytes.") from None
         if isinstance(body, QueryDict):  # a form post, from the browsable API
             body = body.dict()
         if not isinstance(body, Mapping):
@@ -80,3 +92,17 @@ class CommandView(APIView):
     def accepted(self, command: Any) -> dict[str, Any]:
         """What the response tells about an executed command (ids, links), besides its own id."""
         return {}
+
+
+class ReadModelView(generics.RetrieveAPIView):  # type: ignore[type-arg]
+    """One row of a read model by its key (``lookup_field``, taken from the URL).
+
+    A key with a NUL character is not found: no key holds one (commands
+    refuse them), and PostgreSQL refuses one in a query.
+    """
+
+    def get_object(self) -> Any:
+        """The row, or 404."""
+        if "\x00" in str(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")):
+            raise NotFound("No such item: keys never contain NUL characters.")
+        return super().get_object()

@@ -98,7 +98,7 @@ def _convert_fields(
     known = {f.name for f in fields}
     for name in payload:
         if name not in known:
-            errors.setdefault(f"{prefix}{name}", []).append("unknown field")
+            errors.setdefault(f"{prefix}{_shown(str(name))}", []).append("unknown field")
     values: dict[str, Any] = {}
     for field in fields:
         path = f"{prefix}{field.name}"
@@ -134,6 +134,7 @@ def _convert(value: Any, hint: Any, path: str, errors: dict[str, list[str]]) -> 
     if hint is str:
         if not isinstance(value, str):
             raise _Invalid(f"must be a string, got {type(value).__name__}")
+        _check_text(value)
         return value
     if hint is Decimal:
         # Strings and integers only: a JSON float (0.1) is not an exact amount.
@@ -166,6 +167,23 @@ def _convert(value: Any, hint: Any, path: str, errors: dict[str, list[str]]) -> 
         values = _convert_fields(hint, value, f"{path}.", errors)
         return hint(**values) if not errors else None
     raise TypeError(f"{path}: no conversion for fields of type {hint!r}")  # a bug, not input
+
+
+def _check_text(value: str) -> None:
+    """Refuse text no database stores as sent: NUL characters, lone surrogates."""
+    if "\x00" in value:
+        raise _Invalid(f"must not contain NUL characters (one at index {value.index(chr(0))})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _Invalid(
+            f"must be valid Unicode text: a lone surrogate at index {error.start}"
+        ) from None
+
+
+def _shown(name: str) -> str:
+    """A field name as an error can name it: lone surrogates written as escapes."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _convert_item(item: Any, hint: Any, path: str, errors: dict[str, list[str]]) -> Any:

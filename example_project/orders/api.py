@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.urls import reverse
-from rest_framework import generics, serializers, status
+from rest_framework import serializers, status
 
-from example_project.common.api import CommandView
+from example_project.common.api import CommandView, ReadModelView
 from example_project.orders.commands import AddProduct, PlaceOrder, RestockProduct
 from example_project.orders.models import OrderSummary, ProductStock
 
@@ -95,7 +95,7 @@ class OrderSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         ]
 
 
-class ProductView(generics.RetrieveAPIView):  # type: ignore[type-arg]
+class ProductView(ReadModelView):
     """A product, as the ``orders-inventory`` projection has it."""
 
     queryset = ProductStock.objects.all()
@@ -103,7 +103,7 @@ class ProductView(generics.RetrieveAPIView):  # type: ignore[type-arg]
     lookup_field = "sku"
 
 
-class OrderView(generics.RetrieveAPIView):  # type: ignore[type-arg]
+class OrderView(ReadModelView):
     """An order, as the ``orders-summary`` projection has it."""
 
     queryset = OrderSummary.objects.all()

@@ -21,11 +21,14 @@ URL                                         verb   what
 ``projections/``                            GET    every projection: position, lag, health
 ``projections/<id>/``                       GET    one projection
 ``projections/<id>/rebuild/``               POST   reset it, then catch up a bounded time
+``projections/<id>/pause/``                 POST   stop the runners from advancing it
+``projections/<id>/resume/``                POST   let the runners advance it again
 ``sagas/?status=&saga_type=&after=``        GET    sagas by id, with their step history
 ``sagas/<saga_id>/``                        GET    one saga
 ``dead-letters/?status=&source=&after=``    GET    dead letters by id
 ``dead-letters/<id>/``                      GET    one dead letter
 ``dead-letters/<id>/retry/``                POST   handle its message again
+``dead-letters/<id>/discard/``              POST   give up on it (a projection skips it)
 ``schema/``                                 GET    the OpenAPI 3 schema (``?format=json``)
 ==========================================  =====  ========================================
 
@@ -42,9 +45,11 @@ capped at ``API_MAX_PAGE_SIZE``. The next page is in the ``Link`` header
 (``rel="next"``) and, for object bodies, in ``"next"``; event lists are
 arrays, so the header alone carries it.
 
-**Access** (:mod:`.permissions`): staff only by default
-(``API_PERMISSION_CLASSES``), by session (the admin's login; unsafe requests
-then need the CSRF token) or HTTP Basic (``API_AUTHENTICATION_CLASSES``).
+**Access** (:mod:`.permissions`): the admin's permissions by default
+(``API_PERMISSION_CLASSES``): active staff, the *view* permission of the
+model behind an endpoint to read it, the *change* permission to operate;
+by session (the admin's login; unsafe requests then need the CSRF token)
+or HTTP Basic (``API_AUTHENTICATION_CLASSES``).
 Anonymous requests get 403 (401 when an authentication class that asks for
 credentials, such as Basic, comes first), other users 403.
 """

@@ -1,23 +1,89 @@
-"""Who may use the API: the classes named by the ``ORCHESTRIX`` settings.
+"""Who may use the API: the admin's rules by default, the ``ORCHESTRIX`` settings decide.
 
-``API_PERMISSION_CLASSES`` (default: ``IsAdminUser``, staff only) and
-``API_AUTHENTICATION_CLASSES`` (default: the session, so the admin's login
-works and unsafe requests need the CSRF token, and HTTP Basic for scripts).
-They are read on each request, never at import time, and deliberately not
-taken from the project's ``REST_FRAMEWORK`` defaults: loosening those for
-the project's own API must not open this one.
+``API_PERMISSION_CLASSES`` defaults to :class:`OrchestrixModelPermissions`:
+the API grants exactly what the Django admin grants. A user must be active
+and staff (as the admin requires); reading an endpoint takes the *view*
+permission (or *change*, as in the admin) of the model behind it, and each
+operation takes the permission of the admin's button that does the same
+(*change*). Superusers have every permission. Each view declares what it
+needs in :attr:`OrchestrixAccess.model_permissions`.
+
+``API_AUTHENTICATION_CLASSES`` defaults to the session (the admin's login;
+unsafe requests then need the CSRF token) and HTTP Basic for scripts. Both
+are read on each request, never at import time, and deliberately not taken
+from the project's ``REST_FRAMEWORK`` defaults: loosening those for the
+project's own API must not open this one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, ClassVar
 
+from django.contrib.auth import get_permission_codename
+from django.db.models import Model
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 
 from orchestrix_django.conf import orchestrix_settings
 
-__all__ = ["OrchestrixAccess", "api_authenticators", "api_permissions"]
+__all__ = [
+    "Access",
+    "OrchestrixAccess",
+    "OrchestrixModelPermissions",
+    "api_authenticators",
+    "api_permissions",
+    "may",
+]
+
+
+class Access(enum.Enum):
+    """What a view does with a model's rows: read them, or operate on them."""
+
+    #: Read: the admin's *view* permission (its *change* permission also reads, as in the admin).
+    VIEW = "view"
+    #: Operate (rebuild, pause, retry, discard, …): the admin's *change* permission.
+    CHANGE = "change"
+
+
+def may(user: Any, model: type[Model], access: Access) -> bool:
+    """Whether ``user`` holds the admin permission ``access`` on ``model``.
+
+    As ``ModelAdmin.has_view_permission`` does, the *change* permission
+    also lets a user read.
+    """
+    opts = model._meta
+    actions = ("view", "change") if access is Access.VIEW else ("change",)
+    return any(
+        user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
+        for action in actions
+    )
+
+
+class OrchestrixModelPermissions(BasePermission):
+    """The Django admin's permissions, for the views of this API (the default).
+
+    Grants a request when its user is active and staff and holds every
+    permission the view declares in ``model_permissions`` (pairs of a model
+    and an :class:`Access`). A view that needs nothing beyond staff (the
+    root, the schema) declares an empty tuple; one that declares nothing is
+    refused to everybody, superusers included.
+    """
+
+    message = "You do not have the Django permission this endpoint needs (see the API's docs)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        """Active staff holding each declared model permission."""
+        user = request.user
+        if not (user and user.is_active and getattr(user, "is_staff", False)):
+            return False
+        needed: tuple[tuple[type[Model], Access], ...] | None = getattr(
+            view, "model_permissions", None
+        )
+        if needed is None:
+            return False
+        return all(may(user, model, access) for model, access in needed)
 
 
 def api_permissions() -> list[BasePermission]:
@@ -32,6 +98,11 @@ def api_authenticators() -> list[BaseAuthentication]:
 
 class OrchestrixAccess:
     """A mixin for DRF views: the API's permissions and authentication, from the settings."""
+
+    #: The admin permissions a request needs, as (model, access) pairs, read by
+    #: :class:`OrchestrixModelPermissions`: empty for any active staff user,
+    #: None (undeclared) for nobody, so that a view cannot be forgotten open.
+    model_permissions: ClassVar[tuple[tuple[type[Model], Access], ...] | None] = None
 
     def get_permissions(self) -> list[Any]:
         """The configured permission instances (all must grant access)."""

@@ -48,3 +48,5 @@ class SchemaView(ErrorsAsJSON, OrchestrixAccess, SpectacularAPIView):
         "VERSION": "1",
         "PREPROCESSING_HOOKS": ["orchestrix_django.api.schema.orchestrix_endpoints_only"],
     }
+    # Any active staff user, as the admin's index page.
+    model_permissions = ()

@@ -13,13 +13,13 @@ from rest_framework import serializers
 __all__ = [
     "ApiRootSerializer",
     "CloudEventSerializer",
+    "DeadLetterOperationSerializer",
     "DeadLetterPageSerializer",
     "DeadLetterSerializer",
     "ErrorSerializer",
     "ProjectionListSerializer",
+    "ProjectionOperationSerializer",
     "ProjectionSerializer",
-    "RebuildResultSerializer",
-    "RetryResultSerializer",
     "SagaPageSerializer",
     "SagaSerializer",
     "StreamPageSerializer",
@@ -96,6 +96,8 @@ class ProjectionSerializer(serializers.Serializer):
     rebuild_url = serializers.URLField(
         allow_null=True, help_text="POST here to rebuild it (configured projections only)."
     )
+    pause_url = serializers.URLField(help_text="POST here to pause it.")
+    resume_url = serializers.URLField(help_text="POST here to resume it.")
 
 
 class ProjectionListSerializer(serializers.Serializer):
@@ -156,6 +158,7 @@ class DeadLetterSerializer(serializers.Serializer):
     resolved_at = serializers.DateTimeField(allow_null=True)
     url = serializers.URLField()
     retry_url = serializers.URLField(help_text="POST here to retry it.")
+    discard_url = serializers.URLField(help_text="POST here to discard it.")
 
 
 class DeadLetterPageSerializer(serializers.Serializer):
@@ -165,16 +168,16 @@ class DeadLetterPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
 
 
-class RebuildResultSerializer(serializers.Serializer):
-    """What a rebuild did, and where the projection is now."""
+class ProjectionOperationSerializer(serializers.Serializer):
+    """What an operation (rebuild, pause, resume) did, and the projection now."""
 
     ok = serializers.BooleanField()
     detail = serializers.CharField()
     projection = ProjectionSerializer()
 
 
-class RetryResultSerializer(serializers.Serializer):
-    """What a retry did, and the letter now."""
+class DeadLetterOperationSerializer(serializers.Serializer):
+    """What an operation (retry, discard) did, and the letter now."""
 
     ok = serializers.BooleanField()
     detail = serializers.CharField()

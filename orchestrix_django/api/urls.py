@@ -38,6 +38,16 @@ urlpatterns = [
         transaction.non_atomic_requests(views.ProjectionRebuildView.as_view()),
         name="projection-rebuild",
     ),
+    path(
+        "projections/<str:projection_id>/pause/",
+        views.ProjectionPauseView.as_view(),
+        name="projection-pause",
+    ),
+    path(
+        "projections/<str:projection_id>/resume/",
+        views.ProjectionResumeView.as_view(),
+        name="projection-resume",
+    ),
     path("sagas/", views.SagaListView.as_view(), name="saga-list"),
     path("sagas/<str:saga_id>/", views.SagaDetailView.as_view(), name="saga-detail"),
     path("dead-letters/", views.DeadLetterListView.as_view(), name="dead-letter-list"),
@@ -50,6 +60,11 @@ urlpatterns = [
         "dead-letters/<str:dead_letter_id>/retry/",
         transaction.non_atomic_requests(views.DeadLetterRetryView.as_view()),
         name="dead-letter-retry",
+    ),
+    path(
+        "dead-letters/<str:dead_letter_id>/discard/",
+        transaction.non_atomic_requests(views.DeadLetterDiscardView.as_view()),
+        name="dead-letter-discard",
     ),
     path("schema/", SchemaView.as_view(), name="schema"),
 ]

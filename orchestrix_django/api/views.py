@@ -34,6 +34,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrix.core.common.exceptions import EventDecodeError, UnknownEventTypeError, UpcastError
+from orchestrix.core.eventsourcing.event_store import MAX_POSITION
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.api.pagination import (
@@ -44,7 +45,7 @@ from orchestrix_django.api.pagination import (
     paged,
     set_next_link,
 )
-from orchestrix_django.api.permissions import OrchestrixAccess
+from orchestrix_django.api.permissions import Access, OrchestrixAccess
 from orchestrix_django.api.renderers import (
     CLOUDEVENT,
     CLOUDEVENTS_BATCH,
@@ -55,13 +56,13 @@ from orchestrix_django.api.renderers import (
 from orchestrix_django.api.serializers import (
     ApiRootSerializer,
     CloudEventSerializer,
+    DeadLetterOperationSerializer,
     DeadLetterPageSerializer,
     DeadLetterSerializer,
     ErrorSerializer,
     ProjectionListSerializer,
+    ProjectionOperationSerializer,
     ProjectionSerializer,
-    RebuildResultSerializer,
-    RetryResultSerializer,
     SagaPageSerializer,
     SagaSerializer,
     StreamPageSerializer,
@@ -69,8 +70,21 @@ from orchestrix_django.api.serializers import (
 )
 from orchestrix_django.cloudevents import stored_cloudevent
 from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.models import DeadLetterRecord, EventRecord, SagaStateRecord, StreamRecord
-from orchestrix_django.operations import rebuild_projection, retry_dead_letter
+from orchestrix_django.models import (
+    DeadLetterRecord,
+    EventRecord,
+    ProjectionStateRecord,
+    SagaStateRecord,
+    StreamRecord,
+)
+from orchestrix_django.operations import (
+    Outcome,
+    discard_dead_letter,
+    pause_projection,
+    rebuild_projection,
+    resume_projection,
+    retry_dead_letter,
+)
 from orchestrix_django.projection_store import DjangoProjectionStateStore
 from orchestrix_django.projections import ProjectionStatus, projection_status, projections
 from orchestrix_django.store import DjangoEventStore
@@ -78,6 +92,7 @@ from orchestrix_django.store import DjangoEventStore
 __all__ = [
     "ApiRootView",
     "DeadLetterDetailView",
+    "DeadLetterDiscardView",
     "DeadLetterListView",
     "DeadLetterRetryView",
     "EventDetailView",
@@ -87,7 +102,9 @@ __all__ = [
     "OrchestrixSchema",
     "ProjectionDetailView",
     "ProjectionListView",
+    "ProjectionPauseView",
     "ProjectionRebuildView",
+    "ProjectionResumeView",
     "SagaDetailView",
     "SagaListView",
     "StreamDetailView",
@@ -144,12 +161,16 @@ _LETTER_FIELDS = (
 
 _LIMIT = OpenApiParameter(
     "limit",
-    int,
+    {"type": "integer", "minimum": 1},
     description="Items per page (default: ORCHESTRIX['API_PAGE_SIZE']); larger values are "
     "capped at ORCHESTRIX['API_MAX_PAGE_SIZE'].",
 )
+#: ``after`` as a position or a version: what :func:`after_number` accepts.
+_AFTER_NUMBER_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}
+#: Text in a query: anything but NUL characters, which no stored value holds (400).
+_TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\x00]*$"}
 _AFTER_ID = OpenApiParameter(
-    "after", str, description="Start after this id: the last id of the previous page."
+    "after", _TEXT_SCHEMA, description="Start after this id: the last id of the previous page."
 )
 _LINK = OpenApiParameter(
     "Link",
@@ -163,6 +184,14 @@ _BAD_QUERY = OpenApiResponse(OpenApiTypes.OBJECT, description="A query parameter
 _UNREADABLE = OpenApiResponse(
     ErrorSerializer, description="A stored event does not decode or upcast (see the detail)."
 )
+
+
+#: The answers to a request the API's permission and authentication classes refuse.
+_REFUSALS = {
+    "401": "Not authenticated, with an authentication class that asks for credentials "
+    "(WWW-Authenticate), or wrong credentials.",
+    "403": "Not authenticated, or without the Django permission this endpoint needs.",
+}
 
 
 def _events_responses(many: bool) -> dict[Any, Any]:
@@ -191,6 +220,19 @@ class OrchestrixSchema(AutoSchema):
         """The view's ``operation_id``, else drf-spectacular's guess."""
         own: str | None = getattr(self.view, "operation_id", None)
         return own or str(super().get_operation_id())
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """The operation, with the refusals every endpoint can answer (401, 403)."""
+        operation: dict[str, Any] | None = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        error = self.resolve_serializer(ErrorSerializer, "response").ref
+        for code, description in _REFUSALS.items():
+            operation["responses"].setdefault(
+                code,
+                {"content": {"application/json": {"schema": error}}, "description": description},
+            )
+        return operation
 
 
 class OrchestrixAPIView(OrchestrixAccess, APIView):
@@ -264,6 +306,7 @@ class ApiRootView(OrchestrixAPIView):
     """Links to every list of the API and to its OpenAPI schema."""
 
     operation_id = "root"
+    model_permissions = ()
 
     def get(self, request: Request) -> Response:
         """The links."""
@@ -292,7 +335,9 @@ class ApiRootView(OrchestrixAPIView):
     "set to the last event's `position`.",
     parameters=[
         OpenApiParameter(
-            "after", int, description="Start after this position (default: 0, the start)."
+            "after",
+            _AFTER_NUMBER_SCHEMA,
+            description="Start after this position (default: 0, the start).",
         ),
         _LIMIT,
         _LINK,
@@ -303,6 +348,7 @@ class EventLogView(EventsView):
     """The global log: every stream's events in position order, after a position."""
 
     operation_id = "events_list"
+    model_permissions = ((EventRecord, Access.VIEW),)
 
     def get(self, request: Request) -> Response:
         """A page of the log (see the pagination module)."""
@@ -321,6 +367,7 @@ class EventDetailView(EventsView):
     """One event, by id."""
 
     operation_id = "events_retrieve"
+    model_permissions = ((EventRecord, Access.VIEW),)
     renderer_classes = [CloudEventRenderer, JSONRenderer]
 
     def get(self, request: Request, event_id: str) -> Response:
@@ -358,7 +405,7 @@ def _stream_data(request: Request, row: dict[str, Any]) -> dict[str, Any]:
     parameters=[
         OpenApiParameter(
             "aggregate_type",
-            str,
+            _TEXT_SCHEMA,
             description="Only the streams of this aggregate type (the class name "
             "AggregateRepository labels them with).",
         ),
@@ -372,6 +419,7 @@ class StreamListView(OrchestrixAPIView):
     """Streams by id, optionally of one aggregate type."""
 
     operation_id = "streams_list"
+    model_permissions = ((StreamRecord, Access.VIEW),)
 
     def get(self, request: Request) -> Response:
         """A page of streams."""
@@ -392,6 +440,7 @@ class StreamDetailView(OrchestrixAPIView):
     """One stream's summary."""
 
     operation_id = "streams_retrieve"
+    model_permissions = ((StreamRecord, Access.VIEW),)
 
     def get(self, request: Request, stream_id: str) -> Response:
         """The stream's summary, with the link to its events."""
@@ -410,7 +459,9 @@ class StreamDetailView(OrchestrixAPIView):
     summary="A stream's events",
     parameters=[
         OpenApiParameter(
-            "after", int, description="Start after this version (default: 0, the start)."
+            "after",
+            _AFTER_NUMBER_SCHEMA,
+            description="Start after this version (default: 0, the start).",
         ),
         _LIMIT,
         _LINK,
@@ -421,6 +472,7 @@ class StreamEventsView(EventsView):
     """A stream's events in version order, after a version."""
 
     operation_id = "streams_events_list"
+    model_permissions = ((StreamRecord, Access.VIEW), (EventRecord, Access.VIEW))
 
     def get(self, request: Request, stream_id: str) -> Response:
         """A page of the stream's events, decoded and upcast."""
@@ -450,7 +502,17 @@ def _projection_data(
         "rebuild_url": _url(request, "projection-rebuild", projection_id=pid)
         if configured
         else None,
+        "pause_url": _url(request, "projection-pause", projection_id=pid),
+        "resume_url": _url(request, "projection-resume", projection_id=pid),
     }
+
+
+def _known_projection(projection_id: str) -> bool:
+    """Configured here, or with a stored state (whose runners may live elsewhere)."""
+    return (
+        projection_id in projections()
+        or DjangoProjectionStateStore().load_state(projection_id) is not None
+    )
 
 
 @extend_schema(summary="Projections", responses={200: ProjectionListSerializer})
@@ -458,6 +520,7 @@ class ProjectionListView(OrchestrixAPIView):
     """Every configured projection, and every other one with a stored checkpoint."""
 
     operation_id = "projections_list"
+    model_permissions = ((ProjectionStateRecord, Access.VIEW),)
 
     def get(self, request: Request) -> Response:
         """Position, lag and health of each (a handful: not paginated)."""
@@ -478,31 +541,45 @@ class ProjectionDetailView(OrchestrixAPIView):
     """One projection."""
 
     operation_id = "projections_retrieve"
+    model_permissions = ((ProjectionStateRecord, Access.VIEW),)
 
     def get(self, request: Request, projection_id: str) -> Response:
         """Its position, lag, health and parked events."""
-        configured = projection_id in projections()
-        if not configured and DjangoProjectionStateStore().load_state(projection_id) is None:
+        if not _known_projection(projection_id):
             raise NotFound(f"no projection {projection_id!r}")
         status = projection_status(projection_id)
+        configured = projection_id in projections()
         return Response(ProjectionSerializer(_projection_data(request, status, configured)).data)
+
+
+def _projection_outcome(
+    request: Request, projection_id: str, outcome: Outcome, code: int
+) -> Response:
+    """The answer to an operation on a projection: what it did, and the projection now."""
+    status = projection_status(projection_id)
+    body = {
+        "ok": outcome.ok,
+        "detail": outcome.text,
+        "projection": _projection_data(request, status, projection_id in projections()),
+    }
+    return Response(ProjectionOperationSerializer(body).data, status=code)
 
 
 @extend_schema(
     summary="Rebuild a projection",
     request=None,
     responses={
-        200: OpenApiResponse(RebuildResultSerializer, description="Rebuilt: at the head."),
+        200: OpenApiResponse(ProjectionOperationSerializer, description="Rebuilt: at the head."),
         202: OpenApiResponse(
-            RebuildResultSerializer,
+            ProjectionOperationSerializer,
             description="Reset and partly rebuilt: the runners catch up the rest.",
         ),
         404: _NOT_FOUND,
         409: OpenApiResponse(
-            RebuildResultSerializer,
+            ProjectionOperationSerializer,
             description="Reset, then stopped at a failing event (see its dead letter).",
         ),
-        500: OpenApiResponse(RebuildResultSerializer, description="The reset failed."),
+        500: OpenApiResponse(ProjectionOperationSerializer, description="The reset failed."),
     },
 )
 class ProjectionRebuildView(OrchestrixAPIView):
@@ -519,6 +596,7 @@ class ProjectionRebuildView(OrchestrixAPIView):
     """
 
     operation_id = "projections_rebuild"
+    model_permissions = ((ProjectionStateRecord, Access.CHANGE),)
 
     def post(self, request: Request, projection_id: str) -> Response:
         """Reset and catch up (see the class docs)."""
@@ -529,21 +607,51 @@ class ProjectionRebuildView(OrchestrixAPIView):
         outcome = rebuild_projection(
             projection_id, seconds=float(orchestrix_settings.API_REBUILD_SECONDS)
         )
-        status = projection_status(projection_id)
         if outcome.level >= messages.ERROR:
             code = http.HTTP_500_INTERNAL_SERVER_ERROR
         elif not outcome.ok:
             code = http.HTTP_409_CONFLICT
-        elif status.lag == 0:
+        elif projection_status(projection_id).lag == 0:
             code = http.HTTP_200_OK
         else:
             code = http.HTTP_202_ACCEPTED
-        body = {
-            "ok": outcome.ok,
-            "detail": outcome.text,
-            "projection": _projection_data(request, status, True),
-        }
-        return Response(RebuildResultSerializer(body).data, status=code)
+        return _projection_outcome(request, projection_id, outcome, code)
+
+
+_PAUSE_RESPONSES = {
+    200: OpenApiResponse(ProjectionOperationSerializer, description="Done."),
+    404: _NOT_FOUND,
+}
+
+
+@extend_schema(summary="Pause a projection", request=None, responses=_PAUSE_RESPONSES)
+class ProjectionPauseView(OrchestrixAPIView):
+    """Stop the runners from advancing a projection (the admin's *Pause*)."""
+
+    operation_id = "projections_pause"
+    model_permissions = ((ProjectionStateRecord, Access.CHANGE),)
+
+    def post(self, request: Request, projection_id: str) -> Response:
+        """Set its paused flag."""
+        if not _known_projection(projection_id):
+            raise NotFound(f"no projection {projection_id!r}")
+        outcome = pause_projection(projection_id)
+        return _projection_outcome(request, projection_id, outcome, http.HTTP_200_OK)
+
+
+@extend_schema(summary="Resume a projection", request=None, responses=_PAUSE_RESPONSES)
+class ProjectionResumeView(OrchestrixAPIView):
+    """Let the runners advance a paused projection again (the admin's *Resume*)."""
+
+    operation_id = "projections_resume"
+    model_permissions = ((ProjectionStateRecord, Access.CHANGE),)
+
+    def post(self, request: Request, projection_id: str) -> Response:
+        """Clear its paused flag."""
+        if not _known_projection(projection_id):
+            raise NotFound(f"no projection {projection_id!r}")
+        outcome = resume_projection(projection_id)
+        return _projection_outcome(request, projection_id, outcome, http.HTTP_200_OK)
 
 
 # -- sagas ---------------------------------------------------------------------------------
@@ -591,7 +699,7 @@ def _saga_data(request: Request, row: dict[str, Any]) -> dict[str, Any]:
         OpenApiParameter(
             "status", str, enum=[s.value for s in SagaStatus], description="Only this status."
         ),
-        OpenApiParameter("saga_type", str, description="Only sagas of this type."),
+        OpenApiParameter("saga_type", _TEXT_SCHEMA, description="Only sagas of this type."),
         _AFTER_ID,
         _LIMIT,
         _LINK,
@@ -602,6 +710,7 @@ class SagaListView(OrchestrixAPIView):
     """Sagas by id, optionally of one type or status."""
 
     operation_id = "sagas_list"
+    model_permissions = ((SagaStateRecord, Access.VIEW),)
 
     def get(self, request: Request) -> Response:
         """A page of sagas with their step history."""
@@ -619,6 +728,7 @@ class SagaDetailView(OrchestrixAPIView):
     """One saga."""
 
     operation_id = "sagas_retrieve"
+    model_permissions = ((SagaStateRecord, Access.VIEW),)
 
     def get(self, request: Request, saga_id: str) -> Response:
         """Its state and step history."""
@@ -642,6 +752,7 @@ def _letter_data(request: Request, row: dict[str, Any]) -> dict[str, Any]:
         **row,
         "url": _url(request, "dead-letter-detail", dead_letter_id=letter_id),
         "retry_url": _url(request, "dead-letter-retry", dead_letter_id=letter_id),
+        "discard_url": _url(request, "dead-letter-discard", dead_letter_id=letter_id),
     }
 
 
@@ -664,7 +775,9 @@ def _letter_row(dead_letter_id: str) -> dict[str, Any] | None:
             enum=[s.value for s in DeadLetterStatus],
             description="Only this status (default: all).",
         ),
-        OpenApiParameter("source", str, description="Only this source, e.g. projection:balances."),
+        OpenApiParameter(
+            "source", _TEXT_SCHEMA, description="Only this source, e.g. projection:balances."
+        ),
         _AFTER_ID,
         _LIMIT,
         _LINK,
@@ -675,6 +788,7 @@ class DeadLetterListView(OrchestrixAPIView):
     """Dead letters by id, optionally of one status or source."""
 
     operation_id = "dead_letters_list"
+    model_permissions = ((DeadLetterRecord, Access.VIEW),)
 
     def get(self, request: Request) -> Response:
         """A page of dead letters."""
@@ -698,6 +812,7 @@ class DeadLetterDetailView(OrchestrixAPIView):
     """One dead letter."""
 
     operation_id = "dead_letters_retrieve"
+    model_permissions = ((DeadLetterRecord, Access.VIEW),)
 
     def get(self, request: Request, dead_letter_id: str) -> Response:
         """The letter: the message, why it failed, how often."""
@@ -707,14 +822,29 @@ class DeadLetterDetailView(OrchestrixAPIView):
         return Response(DeadLetterSerializer(_letter_data(request, row)).data)
 
 
+def _letter_operation(
+    request: Request, dead_letter_id: str, operation: Callable[[str], Outcome]
+) -> Response:
+    """Run ``operation`` on the letter; 200 with the letter as it is now, 409 when refused."""
+    if _letter_row(dead_letter_id) is None:
+        raise NotFound(f"no dead letter {dead_letter_id!r}")
+    outcome = operation(dead_letter_id)
+    row = _letter_row(dead_letter_id)
+    if row is None:  # deleted meanwhile
+        raise NotFound(f"no dead letter {dead_letter_id!r}")
+    body = {"ok": outcome.ok, "detail": outcome.text, "dead_letter": _letter_data(request, row)}
+    code = http.HTTP_200_OK if outcome.ok else http.HTTP_409_CONFLICT
+    return Response(DeadLetterOperationSerializer(body).data, status=code)
+
+
 @extend_schema(
     summary="Retry a dead letter",
     request=None,
     responses={
-        200: OpenApiResponse(RetryResultSerializer, description="Retried: it succeeded."),
+        200: OpenApiResponse(DeadLetterOperationSerializer, description="Retried: it succeeded."),
         404: _NOT_FOUND,
         409: OpenApiResponse(
-            RetryResultSerializer,
+            DeadLetterOperationSerializer,
             description="Not retried (not parked, or from a source that cannot be "
             "retried here), or it failed again.",
         ),
@@ -731,15 +861,36 @@ class DeadLetterRetryView(OrchestrixAPIView):
     """
 
     operation_id = "dead_letters_retry"
+    model_permissions = ((DeadLetterRecord, Access.CHANGE),)
 
     def post(self, request: Request, dead_letter_id: str) -> Response:
         """Retry it and return the letter as it is now."""
-        if _letter_row(dead_letter_id) is None:
-            raise NotFound(f"no dead letter {dead_letter_id!r}")
-        outcome = retry_dead_letter(dead_letter_id)
-        row = _letter_row(dead_letter_id)
-        if row is None:  # deleted meanwhile
-            raise NotFound(f"no dead letter {dead_letter_id!r}")
-        body = {"ok": outcome.ok, "detail": outcome.text, "dead_letter": _letter_data(request, row)}
-        code = http.HTTP_200_OK if outcome.ok else http.HTTP_409_CONFLICT
-        return Response(RetryResultSerializer(body).data, status=code)
+        return _letter_operation(request, dead_letter_id, retry_dead_letter)
+
+
+@extend_schema(
+    summary="Discard a dead letter",
+    request=None,
+    responses={
+        200: OpenApiResponse(
+            DeadLetterOperationSerializer,
+            description="Discarded (a stopped projection moved past it).",
+        ),
+        404: _NOT_FOUND,
+        409: OpenApiResponse(DeadLetterOperationSerializer, description="Not parked any more."),
+    },
+)
+class DeadLetterDiscardView(OrchestrixAPIView):
+    """Give up on a parked message (the admin's *Discard*, and a projection page's *Skip*).
+
+    A projection's letter is skipped through
+    :func:`~orchestrix_django.projections.skip_parked`: the projection moves
+    past the event and resumes.
+    """
+
+    operation_id = "dead_letters_discard"
+    model_permissions = ((DeadLetterRecord, Access.CHANGE),)
+
+    def post(self, request: Request, dead_letter_id: str) -> Response:
+        """Discard it and return the letter as it is now."""
+        return _letter_operation(request, dead_letter_id, discard_dead_letter)
