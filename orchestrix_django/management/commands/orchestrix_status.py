@@ -305,9 +305,11 @@ class Command(BaseCommand):
         if queues is not None:
             problems += queues.problems()
         if problems:
+            stopped = any(not status.healthy or status.parked for status in statuses)
             raise CommandError(
-                "; ".join(problems) + ". See the advice above (or run orchestrix_status "
-                "without --json), fix the cause, then retry or skip the parked events."
+                "; ".join(problems)
+                + ". See the advice above (or run orchestrix_status without --json)"
+                + (", fix the cause, then retry or skip the parked events." if stopped else ".")
             )
 
 
