@@ -17,6 +17,7 @@ prints the ``orchestrix`` logger's warning on standard error once; with a
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -33,6 +34,7 @@ import redis
 from django.conf import settings as django_settings
 from django.db import connection
 
+from orchestrix_django.log_console import ConsoleFallbackHandler, install_console_handler
 from orchestrix_django.models import EventRecord, ProjectionStateRecord
 from tests.django.test_celery_projections import free_port
 from tests.docs_examples import blocks_of
@@ -262,3 +264,29 @@ def test_a_project_shows_orchestrix_warnings_on_the_console(
         assert WARNING.split(": ", 1)[1] in (root / "orchestrix.log").read_text()
     elif not logging_settings:
         assert f"WARNING {WARNING}" in saved.stderr
+
+
+def test_the_console_handler_is_added_once_and_never_over_a_project_s_own_set_up(
+    settings: Any,
+) -> None:
+    logger = logging.getLogger("orchestrix")
+    saved = list(logger.handlers)
+
+    def installed() -> int:
+        return sum(isinstance(h, ConsoleFallbackHandler) for h in logger.handlers)
+
+    logger.handlers = [h for h in saved if not isinstance(h, ConsoleFallbackHandler)]
+    try:
+        settings.LOGGING_CONFIG = None  # the project configures logging itself
+        install_console_handler()
+        assert installed() == 0
+        settings.LOGGING_CONFIG = "logging.config.dictConfig"
+        settings.LOGGING = {"version": 1, "loggers": {"orchestrix.tasks": {"level": "ERROR"}}}
+        install_console_handler()
+        assert installed() == 0
+        settings.LOGGING = {"version": 1, "loggers": {"django": {"level": "INFO"}}}
+        install_console_handler()
+        install_console_handler()  # ready() runs twice in some set-ups
+        assert installed() == 1
+    finally:
+        logger.handlers = saved
