@@ -8,7 +8,8 @@ broker in place of the page's addresses. Then the page's single-machine
 command starts a real Celery worker with its beat in that directory, an
 event saved by the project's ``manage.py`` becomes visible in the
 projection through it, ``orchestrix_status --check`` passes, and once the
-worker is stopped ``--check`` fails naming the queues nobody consumes.
+worker is stopped ``--check`` fails naming the queues nobody consumes, then
+the projection as stalled once an event has waited ``STALLED_AFTER`` seconds.
 
 The same project, with a broker nobody listens on and no ``LOGGING``,
 prints the ``orchestrix`` logger's warning on standard error once; with a
@@ -129,7 +130,8 @@ def write_project(
                 "# This test run's services, and the shop.",
                 f"CELERY_BROKER_URL = {broker_url!r}",
                 f'CACHES["default"]["LOCATION"] = {cache_url or django_settings.TEST_REDIS_URL!r}',
-                'ORCHESTRIX.update({"EVENT_MODULES": ["shop"], "PROJECTIONS": ["shop.totals"]})',
+                'ORCHESTRIX.update({"EVENT_MODULES": ["shop"], "PROJECTIONS": ["shop.totals"], '
+                '"STALLED_AFTER": 2})',
                 logging_settings,
             ]
         )
@@ -226,6 +228,14 @@ def test_the_page_s_modules_and_single_machine_command_run_as_written(
     assert status.returncode == 1
     assert "'projections', which no running worker consumes" in status.stderr
     assert "start a worker with `celery -A proj worker -Q projections -l info`" in status.stderr
+    assert "stalled" not in status.stderr
+    # Without a worker, an event saved now is never applied: the projection stalls.
+    saved = manage(root, "shell", "-c", SAVE.format(order="order-3", total=1))
+    assert saved.returncode == 0, saved.stderr
+    time.sleep(2.1)
+    status = manage(root, "orchestrix_status", "--check")
+    assert status.returncode == 1
+    assert "projection shop-totals is stalled (1 event(s) behind" in status.stderr
 
 
 WARNING = "orchestrix.wakeup: could not send the wake-up of projection shop-totals"
