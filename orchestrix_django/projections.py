@@ -616,7 +616,9 @@ def is_stalled(position: int, moved_at: datetime | None, *, now: datetime | None
     runner advances it (none runs it, or its worker never receives its tasks),
     or when one batch has taken that long. The same rule on every database
     and in both modes, from the state row's ``updated_at`` and the log's
-    ``recorded_at``; a paused projection is the operator's choice, never stalled.
+    ``recorded_at`` (so the clocks of the writers, the runners and this
+    process must agree to well within ``stalled_after()``); a paused
+    projection is the operator's choice, never stalled.
     """
     limit = (now or datetime.now(UTC)) - timedelta(seconds=stalled_after())
     if moved_at is not None and moved_at > limit:

@@ -23,6 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrix_django.projections import projections
+from orchestrix_django.saga_runner import has_saga_work
+
 __all__ = ["DEFAULT_TIMEOUT", "QueueReport", "inspect_queues", "orchestrix_tasks"]
 
 #: Seconds :func:`inspect_queues` waits for the workers' answers by default.
@@ -37,9 +40,6 @@ SAGA_TASKS = ("orchestrix.run_saga", "orchestrix.sweep_sagas")
 
 def orchestrix_tasks() -> list[str]:
     """The Orchestrix tasks this configuration sends: projections' and, with sagas, sagas'."""
-    from orchestrix_django.projections import projections
-    from orchestrix_django.saga_runner import has_saga_work
-
     names: list[str] = []
     if projections():
         names += PROJECTION_TASKS
