@@ -10,8 +10,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 class OrchestrixConfig(AppConfig):
-    """Registers the system checks, imports the configured event modules and
-    registers the configured modules with the message bus."""
+    """Registers the system checks, imports the configured event modules,
+    registers the configured modules with the message bus and puts the
+    ``orchestrix`` logger's warnings on the console (unless ``LOGGING`` configures it)."""
 
     name = "orchestrix_django"
     label = "orchestrix_django"
@@ -24,7 +25,9 @@ class OrchestrixConfig(AppConfig):
 
         from orchestrix_django import checks  # noqa: F401 - registers the checks
         from orchestrix_django.conf import orchestrix_settings
+        from orchestrix_django.log_console import install_console_handler
 
+        install_console_handler()
         post_migrate.connect(_ensure_append_lock_row, sender=self)
         _import_event_modules(orchestrix_settings)
         _wire_modules()

@@ -26,6 +26,9 @@
   ``ENCRYPTION_MASTER_KEY`` is not base64 of 32 bytes, or an event class's
   ``personal_data`` / ``data_subject`` declaration can't work.
   ``orchestrix.W012``: encryption is on without a master key.
+* ``orchestrix.W020`` (``check --deploy`` only) ``WAKE_UP`` is ``"celery"`` and an
+  Orchestrix task is routed to a queue that no running worker consumes;
+  ``orchestrix.W021``: the broker could not be asked (see :func:`check_workers`).
 """
 
 from __future__ import annotations
@@ -162,6 +165,15 @@ def _check_settings() -> list[CheckMessage]:
         or poll_interval <= 0
     ):
         errors.append(_bad_type("POLL_INTERVAL", "a positive number of seconds", poll_interval))
+    stalled_after = user.get("STALLED_AFTER", DEFAULTS["STALLED_AFTER"])
+    if stalled_after is not None and (
+        isinstance(stalled_after, bool)
+        or not isinstance(stalled_after, int | float)
+        or not 0 < stalled_after < float("inf")
+    ):
+        errors.append(
+            _bad_type("STALLED_AFTER", "None or a positive number of seconds", stalled_after)
+        )
     return errors
 
 
@@ -473,3 +485,53 @@ def check_personal_data(
                     )
                 )
     return errors
+
+
+@register("orchestrix", deploy=True)
+def check_workers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``orchestrix.W020`` / ``W021``: every queue the Orchestrix tasks go to has a worker.
+
+    Only with ``ORCHESTRIX["WAKE_UP"] = "celery"``, and only in ``manage.py
+    check --deploy`` (the deploy checks): asking the workers means waiting
+    :data:`~orchestrix_django.queues.DEFAULT_TIMEOUT` for their answers, too
+    long for every ``manage.py`` command, and the answer is about the running
+    system, not the code. Warnings, not errors: a deploy may start the
+    workers after this check, and an unreachable broker (W021) never makes the
+    check itself fail or hang (one connection attempt, no retries).
+    ``orchestrix_status --check`` reports the same and exits 1 on it.
+    """
+    from django.core.checks import Warning as CheckWarning
+
+    try:
+        user = orchestrix_settings.user_settings
+    except ImproperlyConfigured:
+        return []  # ORCHESTRIX is not a dict: E006 says so
+    if user.get("WAKE_UP", DEFAULTS["WAKE_UP"]) != "celery" or find_spec("celery") is None:
+        return []  # no Celery workers to check, or E009 reports the missing Celery
+    from orchestrix_django.queues import inspect_queues
+
+    try:
+        report = inspect_queues()
+    except (ImproperlyConfigured, TypeError, ValueError):
+        return []  # PROJECTIONS or SAGAS are wrong: E008 and E010 say so
+    if report.broker_error is not None:
+        return [
+            CheckWarning(
+                report.problems()[0],
+                hint="Start the broker, or fix CELERY_BROKER_URL; until then the "
+                "projections only move with orchestrix_run.",
+                id="orchestrix.W021",
+            )
+        ]
+    return [
+        CheckWarning(
+            f"{', '.join(tasks)} {'is' if len(tasks) == 1 else 'are'} routed to queue "
+            f"{queue!r}, which no running Celery worker consumes",
+            hint=f"Start a worker for it: {report.worker_command()} (or drop the route "
+            "from CELERY_TASK_ROUTES). Until then its tasks wait in the broker.",
+            id="orchestrix.W020",
+        )
+        for queue, tasks in sorted(report.unconsumed.items())
+    ]

@@ -79,6 +79,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between two runs of the periodic ``orchestrix.catch_up_projections``
     # task (orchestrix_django.celery.beat_schedule()), the net for lost wake-ups.
     "CATCH_UP_INTERVAL": 30,
+    # Seconds after which ``orchestrix_status`` reports a projection as stalled
+    # (and ``--check`` fails): events wait after its checkpoint, the oldest stored
+    # longer ago than this, and its checkpoint has not moved for as long, so no
+    # runner is advancing it. None: four CATCH_UP_INTERVALs (two minutes by default).
+    "STALLED_AFTER": None,
     # DjangoSaga objects (or core Sagas on a DjangoSagaStateStore), dotted paths,
     # that DjangoSaga.start() / start_saga() start and the workers or
     # ``orchestrix_run`` execute (see orchestrix_django.sagas). Process managers

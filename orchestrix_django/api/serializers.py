@@ -92,6 +92,10 @@ class ProjectionSerializer(serializers.Serializer):
     events_processed = serializers.IntegerField()
     parked = serializers.IntegerField(help_text="Its dead letters waiting for an operator.")
     updated_at = serializers.DateTimeField(allow_null=True)
+    stalled = serializers.BooleanField(
+        help_text="Events wait and nothing has advanced it for ORCHESTRIX['STALLED_AFTER'] "
+        "seconds: no runner holds it."
+    )
     url = serializers.URLField()
     rebuild_url = serializers.URLField(
         allow_null=True, help_text="POST here to rebuild it (configured projections only)."

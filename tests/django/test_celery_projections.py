@@ -232,8 +232,8 @@ class Worker:
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, beat: bool = False, timeout: float = 60) -> Worker:
-        """Start the worker and wait until it consumes."""
+    def start(self, *, beat: bool = False, timeout: float = 60, queues: str = "") -> Worker:
+        """Start the worker and wait until it consumes (``queues``: its ``-Q``, if any)."""
         command = [
             sys.executable,
             "-m",
@@ -255,6 +255,8 @@ class Worker:
         ]
         if beat:
             command += ["-B", "-s", str(self.directory / f"{self.name}-beat-schedule")]
+        if queues:
+            command += ["-Q", queues]
         with self.log_path.open("ab") as log:
             # A session of its own: stop() and kill() reach the embedded beat too.
             self.process = subprocess.Popen(

@@ -8,11 +8,21 @@
   deadline has passed (the runner or Celery beat times them out; if they
   stay overdue, nothing is running them).
 * **Dead letters**: parked letters by source.
+* **Celery workers** (with ``ORCHESTRIX["WAKE_UP"] = "celery"``): the queue
+  each Orchestrix task is routed to, the queues the running workers consume,
+  and the queues nobody consumes, with the command that starts a worker for
+  them (:mod:`orchestrix_django.queues`; it waits ``--workers-timeout``
+  seconds for the workers' answers).
+
+A projection is *stalled* when events wait after its checkpoint and nothing
+has advanced it for ``ORCHESTRIX["STALLED_AFTER"]`` seconds
+(:func:`~orchestrix_django.projections.is_stalled`): no runner holds it.
 
 ``--json`` writes the same as one JSON object (for monitoring). ``--check``
 makes the command exit 1, saying what is wrong, when a projection is
-unhealthy or stopped, or a saga is overdue: a cron job or a health check can
-alert on it.
+unhealthy, stopped or stalled, a saga is overdue, a queue the Orchestrix
+tasks are routed to has no worker, or the broker cannot be reached: a cron
+job or a health check can alert on it.
 """
 
 from __future__ import annotations
@@ -29,9 +39,20 @@ from django.utils import timezone
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.management.console import count, positive_int, stopped_advice
+from orchestrix_django.management.console import (
+    count,
+    positive_float,
+    positive_int,
+    stopped_advice,
+)
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord, SagaStateRecord
-from orchestrix_django.projections import ProjectionStatus, projection_status, projections
+from orchestrix_django.projections import (
+    ProjectionStatus,
+    projection_status,
+    projections,
+    stalled_after,
+)
+from orchestrix_django.queues import DEFAULT_TIMEOUT, QueueReport
 from orchestrix_django.store import DjangoEventStore
 
 __all__ = ["Command"]
@@ -48,10 +69,11 @@ class Command(BaseCommand):
 
     help = (
         "Show the projections (position, lag behind the head of the log, health, parked "
-        "events, last error, and what to do about a stopped one), the sagas (counts by type "
-        "and status, overdue deadlines) and the parked dead letters, as tables or, with "
-        "--json, as one JSON object. With --check, exit 1 when a projection is unhealthy or "
-        "stopped or a saga is overdue."
+        "events, last error, and what to do about a stopped or stalled one), the sagas "
+        "(counts by type and status, overdue deadlines), the parked dead letters and, with "
+        "WAKE_UP = 'celery', the queues of the Orchestrix tasks that no running worker "
+        "consumes, as tables or, with --json, as one JSON object. With --check, exit 1 when "
+        "any of those needs an operator."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -64,8 +86,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check",
             action="store_true",
-            help="Exit 1 (saying what to do) when a projection is unhealthy or stopped, or "
-            "a saga is past its deadline; 0 otherwise.",
+            help="Exit 1 (saying what to do) when a projection is unhealthy, stopped or "
+            "stalled, a saga is past its deadline, or (WAKE_UP = 'celery') an Orchestrix task "
+            "is routed to a queue no running worker consumes or the broker is unreachable; "
+            "0 otherwise.",
+        )
+        parser.add_argument(
+            "--workers-timeout",
+            type=positive_float,
+            default=DEFAULT_TIMEOUT,
+            metavar="SECONDS",
+            help="With WAKE_UP = 'celery': how long to wait for the Celery workers to say "
+            f"which queues they consume (default: {DEFAULT_TIMEOUT:g}).",
         )
         parser.add_argument(
             "--overdue-limit",
@@ -112,6 +144,7 @@ class Command(BaseCommand):
             for status in statuses
             if status.projection_id in configured
         }
+        queues = _queue_report(options["workers_timeout"])
         if options["json"]:
             report = {
                 "time": now.isoformat(),
@@ -134,13 +167,15 @@ class Command(BaseCommand):
                     ],
                 },
                 "dead_letters": {"parked": letters},
+                "workers": _queues_json(queues),
             }
             self.stdout.write(json.dumps(report, indent=2, default=_json_default))
         else:
             self._tables(head, statuses, configured, advice, sagas, overdue_count, overdue_rows)
             self._letters(letters)
+            self._workers(queues)
         if options["check"]:
-            self._judge(statuses, overdue_count)
+            self._judge(statuses, overdue_count, queues)
 
     # -- tables ------------------------------------------------------------------------
 
@@ -173,6 +208,9 @@ class Command(BaseCommand):
         for note in advice.values():
             if note:
                 self.stdout.write(note)
+        for status in statuses:
+            if status.stalled:
+                self.stdout.write(_stalled_advice(status))
         self.stdout.write("")
         self.stdout.write("Sagas")
         if not sagas:
@@ -211,6 +249,29 @@ class Command(BaseCommand):
             "(POST dead-letters/<id>/retry/)."
         )
 
+    def _workers(self, queues: QueueReport | None) -> None:
+        if queues is None:
+            return  # WAKE_UP is "none": orchestrix_run does the work, no worker to ask
+        self.stdout.write("")
+        self.stdout.write("Celery workers")
+        if queues.broker_error is None:
+            self._table(
+                ["TASK", "QUEUE", "CONSUMED BY"],
+                [
+                    [
+                        task,
+                        queue,
+                        ", ".join(w for w, qs in sorted(queues.workers.items()) if queue in qs)
+                        or "nobody",
+                    ]
+                    for task, queue in queues.routes.items()
+                ],
+            )
+        for problem in queues.problems():
+            self.stdout.write(f"  {problem}.")
+        if not queues.problems():
+            self.stdout.write("  Every queue of the Orchestrix tasks has a running worker.")
+
     def _table(self, headers: list[str], rows: list[list[str]]) -> None:
         if not rows:
             return
@@ -224,20 +285,70 @@ class Command(BaseCommand):
     # -- judging -----------------------------------------------------------------------
 
     @staticmethod
-    def _judge(statuses: list[ProjectionStatus], overdue_count: int) -> None:
+    def _judge(
+        statuses: list[ProjectionStatus], overdue_count: int, queues: QueueReport | None
+    ) -> None:
         problems = [
             f"projection {status.projection_id} is {_health(status)}"
             + (f" ({status.parked} parked event(s))" if status.parked else "")
             for status in statuses
             if not status.healthy or status.parked
         ]
+        problems += [
+            f"projection {status.projection_id} is stalled ({status.lag} event(s) behind, "
+            f"no progress for {stalled_after():g} s or more)"
+            for status in statuses
+            if status.stalled and status.healthy and not status.parked
+        ]
         if overdue_count:
             problems.append(f"{overdue_count} saga(s) past their deadline")
+        if queues is not None:
+            problems += queues.problems()
         if problems:
+            stopped = any(not status.healthy or status.parked for status in statuses)
             raise CommandError(
-                "; ".join(problems) + ". See the advice above (or run orchestrix_status "
-                "without --json), fix the cause, then retry or skip the parked events."
+                "; ".join(problems)
+                + ". See the advice above (or run orchestrix_status without --json)"
+                + (", fix the cause, then retry or skip the parked events." if stopped else ".")
             )
+
+
+def _queue_report(timeout: float) -> QueueReport | None:
+    """Where the Orchestrix tasks go and who consumes them; None unless WAKE_UP is celery."""
+    if orchestrix_settings.WAKE_UP != "celery":
+        return None
+    from orchestrix_django.queues import inspect_queues
+
+    return inspect_queues(timeout=timeout)
+
+
+def _queues_json(queues: QueueReport | None) -> dict[str, Any] | None:
+    if queues is None:
+        return None
+    return {
+        "routes": queues.routes,
+        "workers": queues.workers,
+        "unconsumed": queues.unconsumed,
+        "broker_error": queues.broker_error,
+        "problems": queues.problems(),
+    }
+
+
+def _stalled_advice(status: ProjectionStatus) -> str:
+    """What to do about a stalled projection: start (or fix) what runs it."""
+    if orchestrix_settings.WAKE_UP == "celery":
+        runner = (
+            "Celery workers consuming the queue of orchestrix.advance_projection, and one "
+            "beat (for orchestrix.catch_up_projections)"
+        )
+    else:
+        runner = "`python manage.py orchestrix_run`"
+    since = f" since {status.updated_at.isoformat()}" if status.updated_at else ""
+    return (
+        f"  {status.projection_id}: stalled, {count(status.lag)} event(s) waiting and its "
+        f"checkpoint has not moved{since}: nothing is advancing it. Start {runner}; if one "
+        "runs, see its log (a batch that takes this long, or a lost connection)."
+    )
 
 
 def _saga_counts(using: str) -> dict[str, dict[str, int]]:
@@ -256,9 +367,11 @@ def _saga_counts(using: str) -> dict[str, dict[str, int]]:
 
 
 def _health(status: ProjectionStatus) -> str:
-    """One word for the table: ok, paused, stopped (paused at a failure) or unhealthy."""
+    """One word for the table: ok, paused, stopped (paused at a failure), unhealthy or stalled."""
     if not status.healthy or status.parked:
         return "stopped" if status.paused else "unhealthy"
+    if status.stalled:
+        return "stalled"
     return "paused" if status.paused else "ok"
 
 
