@@ -203,7 +203,16 @@ def test_a_soak_of_writers_readers_runners_and_sagas_stays_flat(tmp_path: Path) 
         f"replay mismatches: {mismatches or 'none'}"
     )
     assert reads["errors"] == [], reads["errors"][:3]
-    assert " failed" not in keeper.log() and "Traceback" not in keeper.log(), keeper.log()[-3000:]
+    # The sagas that fail on purpose log their compensation as a warning; any
+    # other failure the runner reports or logs is a finding.
+    report = [
+        line
+        for line in keeper.log().splitlines()
+        if not (
+            line.startswith("WARNING orchestrix.core.execution.saga:") and "compensating" in line
+        )
+    ]
+    assert not any(" failed" in line or "Traceback" in line for line in report), report[-40:]
     assert missing == [] and extra == 0
     assert mismatches == []
     assert saga_ids and sum(statuses.values()) == len(saga_ids), statuses
