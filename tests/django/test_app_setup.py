@@ -103,6 +103,8 @@ def test_the_migrations_can_be_unapplied_and_reapplied() -> None:
         assert orchestrix_tables() == set()
     finally:
         call_command("migrate", "orchestrix_django", verbosity=0)
+        # The test app's migrations that depend on ours were unapplied with them.
+        call_command("migrate", "testapp", verbosity=0)
     assert orchestrix_tables() == {m._meta.db_table for m in MODELS}
     assert AppendLock.objects.filter(pk=1).exists()
     assert append_only_trigger_installed()
