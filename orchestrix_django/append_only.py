@@ -120,29 +120,38 @@ def allow_event_mutation(using: str = "default") -> Iterator[None]:
     """
     connection = connections[using]
     mysql = connection.vendor == "mysql"
+    outer_value = None
     try:
         with transaction.atomic(using=using):
             with connection.cursor() as cursor:
                 if mysql:
-                    cursor.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [secrets.token_hex(16)])
-                cursor.execute(
-                    f"INSERT INTO {PERMIT_TABLE} (holder) VALUES ({_holder(connection)})"
-                )
+                    # A block inside another keeps the outer block's value.
+                    cursor.execute(f"SELECT {MYSQL_PERMIT_VARIABLE}")
+                    (outer_value,) = cursor.fetchone()
+                    value = outer_value or secrets.token_hex(16)
+                    cursor.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [value])
+                insert = f"INSERT INTO {PERMIT_TABLE} (holder) VALUES ({_holder(connection)})"
+                if connection.features.can_return_columns_from_insert:
+                    cursor.execute(f"{insert} RETURNING id")
+                    (permit,) = cursor.fetchone()
+                else:  # MySQL
+                    cursor.execute(insert)
+                    permit = cursor.lastrowid
             token = _allowed.set(_allowed.get() | {using})
             try:
                 yield
             finally:
                 _allowed.reset(token)
             with connection.cursor() as cursor:
-                cursor.execute(f"DELETE FROM {PERMIT_TABLE} WHERE holder = {_holder(connection)}")
+                cursor.execute(f"DELETE FROM {PERMIT_TABLE} WHERE id = %s", [permit])
     finally:
         if mysql and connection.connection is not None:
-            # A session variable is not transactional: cleared whatever happened,
+            # A session variable is not transactional: put back whatever happened,
             # with the driver's own cursor (Django refuses queries in a transaction
             # marked for rollback). A permit committed by an implicit commit (DDL
-            # in the block) names this value and so lifts nothing once it is gone.
+            # in the block) names this block's value and so lifts nothing after it.
             with connection.connection.cursor() as raw:
-                raw.execute(f"SET {MYSQL_PERMIT_VARIABLE} = NULL")
+                raw.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [outer_value])
 
 
 def _holder(connection: BaseDatabaseWrapper) -> str:

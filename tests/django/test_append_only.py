@@ -383,6 +383,14 @@ def test_allow_event_mutation_lifts_the_guards_for_its_own_transaction_only() ->
         with pytest.raises(EventMutationError):
             EventRecord.objects.filter(pk=row.pk).update(data={})
 
+    # A block inside another: the outer one is still allowed after it.
+    with allow_event_mutation():
+        with allow_event_mutation():
+            raw_update(target)
+        raw_update(target)
+        EventRecord.objects.filter(pk=row.pk).update(event_type="Forged")
+    assert not EventMutationPermit.objects.exists()
+
     # A block that raises changes nothing and leaves no permit behind.
     def broken_script() -> None:
         with allow_event_mutation():
@@ -540,6 +548,16 @@ def test_a_missing_or_disabled_trigger_is_reported_and_put_back() -> None:
         assert "is in place" in installed.stdout
         assert guard_problems(connection.alias) == []
         assert guard_warnings() == []
+
+        if postgresql:
+            # What --sql prints for a DBA works as it is, event trigger and all.
+            with allow_event_mutation():
+                sql(f"DROP TRIGGER {DELETE_TRIGGER} ON {TABLE}")
+            printed = manage("orchestrix_append_only", "--sql")
+            assert printed.returncode == 0, printed.stderr
+            sql(printed.stdout)
+            assert guard_problems(connection.alias) == []
+            assert not EventMutationPermit.objects.exists()
     finally:
         install_guard(connection.alias)
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():

@@ -14,7 +14,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from orchestrix_django.append_only import GuardInstall, guard_problems, guard_sql, install_guard
+from orchestrix_django.append_only import (
+    PERMIT_TABLE,
+    GuardInstall,
+    guard_problems,
+    guard_sql,
+    install_guard,
+)
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import database_alias
 
@@ -55,7 +61,19 @@ class Command(BaseCommand):
             end = "//" if connection.vendor == "mysql" else ";"
             if end != ";":
                 self.stdout.write(f"DELIMITER {end}")
-            for statement in guard_sql(connection):
+            statements = guard_sql(connection)
+            if connection.vendor == "postgresql":
+                # One transaction holding a permit, as allow_event_mutation() does: an
+                # event trigger refuses DDL on the triggers otherwise.
+                holder = "pg_current_xact_id()::text"
+                statements = [
+                    "BEGIN",
+                    f"INSERT INTO {PERMIT_TABLE} (holder) VALUES ({holder})",
+                    *statements,
+                    f"DELETE FROM {PERMIT_TABLE} WHERE holder = {holder}",
+                    "COMMIT",
+                ]
+            for statement in statements:
                 self.stdout.write(f"{statement}{end}")
             if end != ";":
                 self.stdout.write("DELIMITER ;")
