@@ -25,25 +25,30 @@ _CHUNK = 200_000
 
 
 def clear_log(config: DbConfig) -> None:
-    """Empty Orchestrix's tables and the read model (positions restart at 1)."""
-    raw = RawDb(config)
-    try:
-        tables = [
-            "orchestrix_event",
-            "orchestrix_stream",
-            "orchestrix_snapshot",
-            "orchestrix_projection_state",
-            "orchestrix_dead_letter",
-            "bench_balance",
-        ]
+    """Empty Orchestrix's tables and the read model (positions restart at 1).
+
+    Stored events are append-only: the database's triggers let them go only
+    inside ``allow_event_mutation``, on Django's connection to this database.
+    """
+    from django.db import connection
+
+    from orchestrix_django.append_only import allow_event_mutation
+
+    tables = [
+        "orchestrix_event",
+        "orchestrix_stream",
+        "orchestrix_snapshot",
+        "orchestrix_projection_state",
+        "orchestrix_dead_letter",
+        "bench_balance",
+    ]
+    with allow_event_mutation(), connection.cursor() as cursor:
         if config.is_postgresql:
-            raw.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+            cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
         else:
             for table in tables:
-                raw.execute(f"DELETE FROM {table}")
-            raw.execute("DELETE FROM sqlite_sequence WHERE name = 'orchestrix_event'")
-    finally:
-        raw.close()
+                cursor.execute(f"DELETE FROM {table}")
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = 'orchestrix_event'")
 
 
 def seed_log(config: DbConfig, count: int, stream_length: int, prefix: str = "seed") -> float:

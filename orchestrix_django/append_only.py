@@ -1,34 +1,90 @@
-"""Stored events are history: the ORM refuses to change or delete them.
+"""Stored events are history: the ORM and the database refuse to change them.
 
-``EventRecord`` is a public model (the admin, the API and users' own queries
-read it), so its manager and its instances refuse ``update()``, ``delete()``,
-``bulk_update()`` and saving an existing row, on every database. On
-PostgreSQL a trigger also refuses raw ``UPDATE`` and ``DELETE``.
+Two guards keep ``orchestrix_event`` append-only, on every database:
 
-An operator who must change history anyway (erasing data that should never
-have been stored, say) does it inside :func:`allow_event_mutation`, which
-lifts both guards for one transaction on one database.
+* **the ORM**: ``EventRecord``'s managers (``objects`` and ``_base_manager``)
+  refuse ``update()``, ``delete()``, ``_raw_delete()``, ``bulk_update()`` and
+  upserts (``bulk_create(update_conflicts=True)``); saving over a stored row
+  (``save()``, ``update_or_create``, ``loaddata``) and every deletion that
+  goes through Django's collector (``instance.delete()``, any queryset's
+  ``delete()``, cascades) raise :class:`EventMutationError`;
+* **the database**: triggers refuse ``UPDATE`` and ``DELETE`` (and, on
+  PostgreSQL, ``TRUNCATE``) of stored events, whatever the client. On
+  PostgreSQL they fire also with ``session_replication_role = replica``, and an
+  event trigger (where the migrating user is a superuser) refuses DDL that
+  disables, drops or replaces them.
+
+:func:`allow_event_mutation` is the one way to lift both, for the transaction
+it opens: it sets a context variable for the ORM and inserts a *permit* row
+that the triggers look for. The permit names its holder (the transaction on
+PostgreSQL, a random value kept in a session variable on MariaDB/MySQL; SQLite
+has one writer at a time), and the block deletes it before its transaction
+commits, or the rollback removes it: a permit never outlives its block.
+
+:func:`guard_problems` says what is missing or disabled of the database guard;
+the system check ``orchestrix.W022``, ``orchestrix_verify`` and
+``orchestrix_append_only`` report it, and ``orchestrix_append_only --install``
+(or the SQL of :func:`guard_sql`) puts it back.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from enum import Enum
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from orchestrix.core.common.exceptions import OrchestrixError
 
-__all__ = ["EventMutationError", "allow_event_mutation", "check_event_mutation"]
+__all__ = [
+    "EVENT_TABLE",
+    "PERMIT_TABLE",
+    "EventMutationError",
+    "GuardInstall",
+    "allow_event_mutation",
+    "check_event_mutation",
+    "guard_problems",
+    "guard_sql",
+    "install_guard",
+    "remove_guard",
+]
+
+#: The table of stored events (``EventRecord``).
+EVENT_TABLE = "orchestrix_event"
+#: The table of permits (``EventMutationPermit``): a row lifts the triggers for its holder.
+PERMIT_TABLE = "orchestrix_event_permit"
+
+#: The triggers refusing UPDATE and DELETE (every database) and TRUNCATE (PostgreSQL).
+UPDATE_TRIGGER = "orchestrix_event_no_update"
+DELETE_TRIGGER = "orchestrix_event_no_delete"
+TRUNCATE_TRIGGER = "orchestrix_event_no_truncate"
+#: On PostgreSQL: the function the three triggers run, and the event trigger guarding them.
+PG_TRIGGER_FUNCTION = "orchestrix_refuse_event_mutation"
+PG_EVENT_TRIGGER = "orchestrix_event_guard"
+PG_EVENT_TRIGGER_FUNCTION = "orchestrix_guard_event_triggers"
+#: On MariaDB/MySQL: the session variable holding the current permit's value.
+MYSQL_PERMIT_VARIABLE = "@orchestrix_event_permit"
+
+#: MariaDB/MySQL errors meaning "this user may not create triggers": 1419, binary
+#: logging is on and the user lacks SUPER (log_bin_trust_function_creators is off);
+#: 1142, no TRIGGER privilege; 1227, a missing privilege such as SUPER.
+MYSQL_TRIGGER_REFUSALS = frozenset({1419, 1142, 1227})
+
+_REFUSAL = (
+    "orchestrix_event is append-only: {action} of stored events is refused. Correct history "
+    "by appending events; to change stored rows anyway use "
+    "orchestrix_django.append_only.allow_event_mutation()"
+)
 
 #: Database aliases whose events the current context may change.
 _allowed: ContextVar[frozenset[str]] = ContextVar(
     "orchestrix_event_mutation_allowed", default=frozenset()
 )
-
-#: The PostgreSQL setting the trigger of migration 0002 reads.
-PG_SETTING = "orchestrix.allow_event_mutation"
 
 
 class EventMutationError(OrchestrixError):
@@ -56,27 +112,281 @@ def allow_event_mutation(using: str = "default") -> Iterator[None]:
     """Allow updating and deleting stored events on ``using``, for this block only.
 
     The block runs in a transaction (a savepoint if one is open already), so
-    the change is all or nothing. On PostgreSQL it also sets
-    ``orchestrix.allow_event_mutation`` for the transaction, which lifts the
-    append-only trigger; the setting is switched off again when the block
-    ends. Projections that read the changed events do not notice by
+    the change is all or nothing. It lifts the ORM guard in this context and
+    holds a permit that lifts the database's triggers for this transaction
+    only; the permit is deleted when the block ends, and a block that raises
+    rolls it back. Projections that read the changed events do not notice by
     themselves: rebuild them (``orchestrix_rebuild``) afterwards.
     """
-    postgresql = connections[using].vendor == "postgresql"
-    with transaction.atomic(using=using):
-        if postgresql:
-            _set_pg_guard(using, lifted=True)
-        token = _allowed.set(_allowed.get() | {using})
-        try:
-            yield
-        finally:
-            _allowed.reset(token)
-        # Reached only when the block succeeded; on an error the rollback (of
-        # the transaction or the savepoint) undoes the SET LOCAL by itself.
-        if postgresql:
-            _set_pg_guard(using, lifted=False)
+    connection = connections[using]
+    mysql = connection.vendor == "mysql"
+    outer_value = None
+    try:
+        with transaction.atomic(using=using):
+            with connection.cursor() as cursor:
+                if mysql:
+                    # A block inside another keeps the outer block's value.
+                    cursor.execute(f"SELECT {MYSQL_PERMIT_VARIABLE}")
+                    (outer_value,) = cursor.fetchone()
+                    value = outer_value or secrets.token_hex(16)
+                    cursor.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [value])
+                insert = f"INSERT INTO {PERMIT_TABLE} (holder) VALUES ({_holder(connection)})"
+                if connection.features.can_return_columns_from_insert:
+                    cursor.execute(f"{insert} RETURNING id")
+                    (permit,) = cursor.fetchone()
+                else:  # MySQL
+                    cursor.execute(insert)
+                    permit = cursor.lastrowid
+            token = _allowed.set(_allowed.get() | {using})
+            try:
+                yield
+            finally:
+                _allowed.reset(token)
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {PERMIT_TABLE} WHERE id = %s", [permit])
+    finally:
+        if mysql and connection.connection is not None:
+            # A session variable is not transactional: put back whatever happened,
+            # with the driver's own cursor (Django refuses queries in a transaction
+            # marked for rollback). A permit committed by an implicit commit (DDL
+            # in the block) names this block's value and so lifts nothing after it.
+            with connection.connection.cursor() as raw:
+                raw.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [outer_value])
 
 
-def _set_pg_guard(using: str, *, lifted: bool) -> None:
-    with connections[using].cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, %s, true)", [PG_SETTING, "on" if lifted else "off"])
+def _holder(connection: BaseDatabaseWrapper) -> str:
+    """SQL for who holds a permit: the transaction, the block's session value, or anyone."""
+    if connection.vendor == "postgresql":
+        return "pg_current_xact_id()::text"
+    if connection.vendor == "mysql":
+        return MYSQL_PERMIT_VARIABLE
+    # SQLite: one writer at a time, and another connection never sees an
+    # uncommitted permit.
+    return "''"
+
+
+# -- the database guard ---------------------------------------------------------------
+
+
+class GuardInstall(Enum):
+    """What :func:`install_guard` achieved."""
+
+    INSTALLED = "installed"
+    #: MariaDB/MySQL refused CREATE TRIGGER to this user (see MYSQL_TRIGGER_REFUSALS).
+    REFUSED = "refused"
+
+
+def guard_sql(connection: BaseDatabaseWrapper) -> list[str]:
+    """The statements that install the database guard of ``connection``'s event table.
+
+    Idempotent: each statement replaces what it creates. On PostgreSQL the
+    event trigger is included only when the current user is a superuser (only
+    superusers may create one).
+    """
+    if connection.vendor == "postgresql":
+        return _pg_guard_sql(connection)
+    if connection.vendor == "mysql":
+        return [
+            statement
+            for action, trigger in (("UPDATE", UPDATE_TRIGGER), ("DELETE", DELETE_TRIGGER))
+            for statement in (
+                f"DROP TRIGGER IF EXISTS {trigger}",
+                f"CREATE TRIGGER {trigger} BEFORE {action} ON {EVENT_TABLE} FOR EACH ROW "
+                f"BEGIN IF NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE} "
+                f"WHERE holder = {MYSQL_PERMIT_VARIABLE}) THEN "
+                # 4025 (a failed constraint): Django raises IntegrityError, as on
+                # the other databases.
+                f"SIGNAL SQLSTATE '23000' SET MESSAGE_TEXT = '{_REFUSAL.format(action=action)}', "
+                "MYSQL_ERRNO = 4025; END IF; END",
+            )
+        ]
+    return [
+        statement
+        for action, trigger in (("UPDATE", UPDATE_TRIGGER), ("DELETE", DELETE_TRIGGER))
+        for statement in (
+            f"DROP TRIGGER IF EXISTS {trigger}",
+            f"CREATE TRIGGER {trigger} BEFORE {action} ON {EVENT_TABLE} "
+            f"WHEN NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE}) "
+            f"BEGIN SELECT RAISE(ABORT, '{_REFUSAL.format(action=action)}'); END",
+        )
+    ]
+
+
+def _pg_guard_sql(connection: BaseDatabaseWrapper) -> list[str]:
+    schema, superuser = _pg_schema_and_superuser(connection)
+    names = _PgNames(connection, schema)
+    refusal = _REFUSAL.format(action="%").replace("'", "''")
+    statements = [
+        f"CREATE OR REPLACE FUNCTION {names.function}() RETURNS trigger LANGUAGE plpgsql "
+        f"AS $${_pg_trigger_body(names, refusal)}$$"
+    ]
+    for action, trigger, level in (
+        ("UPDATE", UPDATE_TRIGGER, "ROW"),
+        ("DELETE", DELETE_TRIGGER, "ROW"),
+        ("TRUNCATE", TRUNCATE_TRIGGER, "STATEMENT"),
+    ):
+        statements += [
+            f"DROP TRIGGER IF EXISTS {trigger} ON {names.events}",
+            f"CREATE TRIGGER {trigger} BEFORE {action} ON {names.events} "
+            f"FOR EACH {level} EXECUTE FUNCTION {names.function}()",
+            # ALWAYS: the trigger fires in replica mode too (session_replication_role).
+            f"ALTER TABLE {names.events} ENABLE ALWAYS TRIGGER {trigger}",
+        ]
+    if superuser:
+        expected = hashlib.md5(_pg_trigger_body(names, refusal).encode()).hexdigest()
+        triggers = ", ".join(f"'{t}'" for t in _PG_TRIGGERS)
+        statements += [
+            f"DROP EVENT TRIGGER IF EXISTS {PG_EVENT_TRIGGER}",
+            f"""CREATE OR REPLACE FUNCTION {names.event_function}()
+RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('{names.events}') IS NULL OR to_regclass('{names.permits}') IS NULL
+       OR {names.permitted} THEN
+        RETURN;
+    END IF;
+    IF (SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+        WHERE t.tgrelid = '{names.events}'::regclass AND t.tgname IN ({triggers})
+          AND t.tgenabled = 'A' AND p.oid = to_regprocedure('{names.function}()')
+          AND md5(p.prosrc) = '{expected}') <> {len(_PG_TRIGGERS)} THEN
+        RAISE EXCEPTION 'orchestrix_event is append-only: this command would disable, drop or '
+            'replace its guard triggers. Run it inside allow_event_mutation(), or put the '
+            'guard back with: python manage.py orchestrix_append_only --install'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+END;
+$$""",
+            f"CREATE EVENT TRIGGER {PG_EVENT_TRIGGER} ON ddl_command_end "
+            f"EXECUTE FUNCTION {names.event_function}()",
+            f"ALTER EVENT TRIGGER {PG_EVENT_TRIGGER} ENABLE ALWAYS",
+        ]
+    return statements
+
+
+_PG_TRIGGERS = (UPDATE_TRIGGER, DELETE_TRIGGER, TRUNCATE_TRIGGER)
+
+
+class _PgNames:
+    """Schema-qualified names: an unqualified one would find a temporary table of
+    the same name first (pg_temp comes first in every search_path)."""
+
+    def __init__(self, connection: BaseDatabaseWrapper, schema: str) -> None:
+        prefix = f"{connection.ops.quote_name(schema)}."
+        self.events = prefix + EVENT_TABLE
+        self.permits = prefix + PERMIT_TABLE
+        self.function = prefix + PG_TRIGGER_FUNCTION
+        self.event_function = prefix + PG_EVENT_TRIGGER_FUNCTION
+        self.permitted = (
+            f"EXISTS (SELECT 1 FROM {self.permits} WHERE holder = pg_current_xact_id()::text)"
+        )
+
+
+def _pg_trigger_body(names: _PgNames, refusal: str) -> str:
+    return f"""
+BEGIN
+    IF {names.permitted} THEN
+        IF TG_LEVEL = 'STATEMENT' THEN RETURN NULL; END IF;
+        IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION '{refusal}', TG_OP USING ERRCODE = 'integrity_constraint_violation';
+END;
+"""
+
+
+def _pg_schema_and_superuser(connection: BaseDatabaseWrapper) -> tuple[str, bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_schema(), rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        schema, superuser = cursor.fetchone()
+    return str(schema), bool(superuser)
+
+
+def install_guard(using: str) -> GuardInstall:
+    """Install (or put back) the database guard of the event table on ``using``.
+
+    On MariaDB/MySQL a user that may not create triggers (binary logging on
+    without SUPER, as on most managed servers, or no TRIGGER privilege) gets
+    :attr:`GuardInstall.REFUSED` instead of an error: the ORM guard still
+    holds, and :func:`guard_problems` reports the missing triggers.
+    """
+    connection = connections[using]
+    postgresql = connection.vendor == "postgresql"
+    # A permit for PostgreSQL's event trigger, which refuses replacing the
+    # triggers otherwise. (Elsewhere each CREATE TRIGGER commits implicitly on
+    # MariaDB, which would end the permit's transaction.)
+    permit = allow_event_mutation(using) if postgresql else nullcontext()
+    with permit, connection.cursor() as cursor:
+        if postgresql:
+            # The trigger of migration 0002, which the triggers here replace.
+            cursor.execute(f"DROP TRIGGER IF EXISTS orchestrix_event_append_only ON {EVENT_TABLE}")
+        for statement in guard_sql(connection):
+            try:
+                cursor.execute(statement)
+            except DatabaseError as error:
+                code = error.args[0] if error.args else None
+                if connection.vendor == "mysql" and code in MYSQL_TRIGGER_REFUSALS:
+                    return GuardInstall.REFUSED
+                raise
+    return GuardInstall.INSTALLED
+
+
+def remove_guard(using: str) -> None:
+    """Drop the database guard of the event table on ``using`` (unapplying its migration)."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            names = _PgNames(connection, _pg_schema_and_superuser(connection)[0])
+            cursor.execute(f"DROP EVENT TRIGGER IF EXISTS {PG_EVENT_TRIGGER}")
+            cursor.execute(f"DROP FUNCTION IF EXISTS {names.event_function}()")
+            for trigger in _PG_TRIGGERS:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {names.events}")
+            return
+        for trigger in (UPDATE_TRIGGER, DELETE_TRIGGER):
+            cursor.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+
+
+def guard_problems(using: str) -> list[str]:
+    """What is missing or disabled of the database guard on ``using`` (empty: all in place).
+
+    Nothing is reported where the event table does not exist.
+    """
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        tables = set(connection.introspection.table_names(cursor))
+        if EVENT_TABLE not in tables:
+            return []
+        problems = []
+        if PERMIT_TABLE not in tables:
+            problems.append(f"the permit table {PERMIT_TABLE} is missing")
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass",
+                [_PgNames(connection, _pg_schema_and_superuser(connection)[0]).events],
+            )
+            expected: tuple[str, ...] = _PG_TRIGGERS
+        elif connection.vendor == "mysql":
+            cursor.execute(
+                "SELECT trigger_name, 'A' FROM information_schema.triggers "
+                "WHERE event_object_schema = DATABASE() AND event_object_table = %s",
+                [EVENT_TABLE],
+            )
+            expected = (UPDATE_TRIGGER, DELETE_TRIGGER)
+        else:
+            cursor.execute(
+                "SELECT name, 'A' FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
+                [EVENT_TABLE],
+            )
+            expected = (UPDATE_TRIGGER, DELETE_TRIGGER)
+        found = {str(name): str(enabled) for name, enabled in cursor.fetchall()}
+    for trigger in expected:
+        if trigger not in found:
+            problems.append(f"the trigger {trigger} is missing")
+        elif found[trigger] == "D":
+            problems.append(f"the trigger {trigger} is disabled")
+        elif found[trigger] != "A":
+            problems.append(
+                f"the trigger {trigger} does not fire in every session "
+                "(session_replication_role); it must be ENABLE ALWAYS"
+            )
+    return problems

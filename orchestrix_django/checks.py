@@ -29,6 +29,10 @@
 * ``orchestrix.W020`` (``check --deploy`` only) ``WAKE_UP`` is ``"celery"`` and an
   Orchestrix task is routed to a queue that no running worker consumes;
   ``orchestrix.W021``: the broker could not be asked (see :func:`check_workers`).
+* ``orchestrix.W022`` (a database check: ``manage.py check --database ALIAS`` and
+  ``migrate``) the triggers that keep stored events append-only are missing or
+  disabled on a migrated database, e.g. a MariaDB/MySQL user could not create them
+  (see :mod:`orchestrix_django.append_only`).
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
 
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix_django.append_only import guard_problems
 from orchestrix_django.conf import API_IMPORT_STRINGS, DEFAULTS, orchestrix_settings
 
-__all__ = ["check_celery_serializers", "check_configuration"]
+__all__ = ["check_append_only_guard", "check_celery_serializers", "check_configuration"]
 
 #: What Celery and kombu call the pickle serializer: by name and by content type.
 PICKLE = frozenset({"pickle", "application/x-python-serialize"})
@@ -535,3 +542,41 @@ def check_workers(
         )
         for queue, tasks in sorted(report.unconsumed.items())
     ]
+#: The migration that installs the database guard of stored events.
+_GUARD_MIGRATION = ("orchestrix_django", "0006_event_guard_on_every_database")
+
+
+@register("orchestrix", Tags.database)
+def check_append_only_guard(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """``orchestrix.W022``: on each migrated database, the append-only triggers are in place.
+
+    A database check (Django runs it for ``check --database`` and ``migrate``):
+    it reads the schema. Where the user that migrated may not create triggers
+    (MariaDB/MySQL with binary logging and without SUPER), ``migrate`` succeeds
+    and this warning says how to install them.
+    """
+    warnings: list[CheckMessage] = []
+    for using in databases or ():
+        recorder = MigrationRecorder(connections[using])
+        if not recorder.has_table() or _GUARD_MIGRATION not in recorder.applied_migrations():
+            continue
+        problems = guard_problems(using)
+        if problems:
+            warnings.append(
+                Warning(
+                    f"stored events on database {using!r} are kept append-only by the ORM "
+                    f"only: {'; '.join(problems)}",
+                    hint="Raw SQL and other clients can change history. Install the triggers "
+                    "with `python manage.py orchestrix_append_only --install` as a database "
+                    "user who may create triggers (on MariaDB/MySQL with binary logging: "
+                    "SUPER, or log_bin_trust_function_creators = 1), or give a DBA the SQL "
+                    "of `python manage.py orchestrix_append_only --sql`. Meanwhile grant the "
+                    "application only SELECT and INSERT on orchestrix_event.",
+                    id="orchestrix.W022",
+                )
+            )
+    return warnings

@@ -1,23 +1,26 @@
 """Django models behind the event store, snapshots, projections, sagas and dead letters.
 
 The event table is the source of truth and is append-only (the ORM refuses
-to change or delete its rows and, on PostgreSQL, so does a trigger: see
+to change or delete its rows, and so do the database's triggers: see
 :mod:`orchestrix_django.append_only`); everything else can be rebuilt from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from django.db import models, router
+from django.db import models
+from django.db.models.signals import class_prepared, pre_delete
 from django.utils import timezone
 
-from orchestrix_django.append_only import check_event_mutation
+from orchestrix_django.append_only import EVENT_TABLE, PERMIT_TABLE, check_event_mutation
 
 __all__ = [
     "ActiveProjection",
     "AppendLock",
     "DeadLetterRecord",
+    "EventMutationPermit",
     "EventRecord",
     "ProjectionStateRecord",
     "SagaStateRecord",
@@ -28,11 +31,14 @@ __all__ = [
 
 
 class EventQuerySet(models.QuerySet["EventRecord"]):
-    """Queries of stored events: reads and inserts, no ``update()`` or ``delete()``.
+    """Queries of stored events: reads and inserts, no changes.
 
-    Both raise :class:`~orchestrix_django.append_only.EventMutationError`
-    outside :func:`~orchestrix_django.append_only.allow_event_mutation`
-    (``bulk_update()`` goes through ``update()``).
+    ``update()`` (and so ``bulk_update()``), ``delete()``, ``_raw_delete()``
+    and upserts (``bulk_create(update_conflicts=True)``) raise
+    :class:`~orchestrix_django.append_only.EventMutationError` outside
+    :func:`~orchestrix_django.append_only.allow_event_mutation`, before any
+    row is read. ``bulk_create(ignore_conflicts=True)`` changes no stored row
+    and is allowed.
     """
 
     def update(self, **kwargs: Any) -> int:
@@ -44,6 +50,31 @@ class EventQuerySet(models.QuerySet["EventRecord"]):
         """Refused: stored events are history (see the class)."""
         check_event_mutation("DELETE", self.db)
         return super().delete()
+
+    def _raw_delete(self, using: str | None) -> int:
+        check_event_mutation("DELETE", using or self.db)
+        return super()._raw_delete(using)
+
+    def bulk_create(
+        self,
+        objs: Iterable[EventRecord],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Collection[str] | None = None,
+        unique_fields: Collection[str] | None = None,
+    ) -> list[EventRecord]:
+        """Insert events; an upsert (``update_conflicts=True``) is refused (see the class)."""
+        if update_conflicts:
+            check_event_mutation("UPDATE", self.db)
+        return super().bulk_create(
+            objs,
+            batch_size=batch_size,
+            ignore_conflicts=ignore_conflicts,
+            update_conflicts=update_conflicts,
+            update_fields=update_fields,
+            unique_fields=unique_fields,
+        )
 
 
 class EventRecord(models.Model):
@@ -70,7 +101,10 @@ class EventRecord(models.Model):
     objects = EventQuerySet.as_manager()
 
     class Meta:
-        db_table = "orchestrix_event"
+        db_table = EVENT_TABLE
+        # Django's own machinery (saving, related lookups) and `_base_manager`
+        # use this manager too, so they get the refusals of EventQuerySet.
+        base_manager_name = "objects"
         ordering = ["position"]
         verbose_name = "event"
         constraints = [
@@ -95,24 +129,64 @@ class EventRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.stream_id}@{self.version} {self.event_type}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Insert a new event; saving over a stored one is refused.
+    def _do_update(
+        self,
+        base_qs: models.QuerySet[EventRecord],
+        using: Any,
+        pk_val: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Every ``save()`` over a stored row is refused (see :mod:`orchestrix_django.append_only`).
 
-        Only an insert (``force_insert``, or a new row without a position)
-        cannot overwrite history: with a position set, Django would first try
-        an ``UPDATE``.
+        Django calls this whenever the instance has a primary key (``save()``,
+        ``update_or_create``, ``loaddata``): a row that is not stored yet is
+        inserted, one that is raises ``EventMutationError``.
         """
-        if self.pk is not None and not kwargs.get("force_insert"):
-            check_event_mutation("UPDATE", self._write_alias(kwargs.get("using")))
-        super().save(*args, **kwargs)
+        if base_qs.filter(pk=pk_val).exists():
+            check_event_mutation("UPDATE", base_qs.db)
+            return super()._do_update(base_qs, using, pk_val, *args, **kwargs)
+        return False
 
-    def delete(self, using: Any = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
-        """Refused: stored events are history (see :mod:`orchestrix_django.append_only`)."""
-        check_event_mutation("DELETE", self._write_alias(using))
-        return super().delete(using=using, keep_parents=keep_parents)
 
-    def _write_alias(self, using: str | None) -> str:
-        return using or self._state.db or router.db_for_write(type(self), instance=self)
+def _refuse_collected_delete(sender: type[models.Model], instance: Any, **kwargs: Any) -> None:
+    """Refuse deleting events through Django's collector (see ``_guard_deletes``)."""
+    check_event_mutation("DELETE", kwargs.get("using") or instance._state.db or "default")
+
+
+def _guard_deletes(sender: type[models.Model], **kwargs: Any) -> None:
+    """Connect the refusal to ``pre_delete`` of EventRecord and of its proxies and children.
+
+    Every deletion through the collector sends ``pre_delete`` for each row:
+    ``instance.delete()``, the ``delete()`` of any queryset (one built as
+    ``QuerySet(EventRecord)`` too) and cascades. A receiver also turns off the
+    collector's fast path, which would delete without reading the rows.
+    """
+    if issubclass(sender, EventRecord):
+        pre_delete.connect(_refuse_collected_delete, sender=sender, weak=False)
+
+
+class EventMutationPermit(models.Model):
+    """A permit to change stored events, valid only in the transaction that holds it.
+
+    Written and deleted only by :func:`~orchestrix_django.append_only.allow_event_mutation`;
+    the database's triggers refuse to change events unless the current
+    transaction holds one (``holder``: see :mod:`orchestrix_django.append_only`).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    holder = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = PERMIT_TABLE
+        indexes = [models.Index(fields=["holder"], name="orchestrix_event_permit_holder")]
+
+    def __str__(self) -> str:
+        return self.holder
+
+
+_guard_deletes(EventRecord)
+class_prepared.connect(_guard_deletes, weak=False)
 
 
 class StreamRecord(models.Model):

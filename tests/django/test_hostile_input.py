@@ -34,6 +34,7 @@ from orchestrix.core.common.exceptions import (
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.codec import EncodedEvent
+from orchestrix_django.append_only import allow_event_mutation
 from orchestrix_django.models import EventRecord, StreamRecord
 from orchestrix_django.store import (
     MARIADB_MAX_JSON_DEPTH,
@@ -635,8 +636,9 @@ def test_bytes_that_are_not_utf8_are_refused_by_the_database_or_named_on_reading
         ):
             cursor.execute(f"SELECT convert_from('\\x{not_utf8}'::bytea, 'UTF8')")
         return
-    with check_constraints_off(), connection.cursor() as cursor:
-        # Bytes written straight into the text column, as a careless tool could.
+    # Bytes written straight into the text column, as a careless tool with the
+    # right to change stored events could.
+    with check_constraints_off(), allow_event_mutation(), connection.cursor() as cursor:
         update = f"UPDATE {table} SET data = %s WHERE position = %s"
         if connection.vendor == "sqlite":
             cursor.execute(update.replace("%s", f"CAST(X'{not_utf8}' AS TEXT)", 1), [position])

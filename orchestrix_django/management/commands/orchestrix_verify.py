@@ -7,7 +7,10 @@ the log), and checks for each event that
 * its version is the next one of its stream: a stream's versions are 1, 2,
   3, … with no gap (``design.md`` §2: a stream with N events has version N);
 * it decodes: its type is registered and its stored data fits its class;
-* it upcasts to the latest schema version of its type.
+* it upcasts to the latest schema version of its type;
+
+and that the database's triggers keep the events append-only
+(:func:`~orchestrix_django.append_only.guard_problems`).
 
 It lists every bad event (its stream, version, type and position, and the
 reason) and exits 1, saying what to do about each kind of problem; 0 when
@@ -28,6 +31,7 @@ from orchestrix.core.common.exceptions import (
     UpcastError,
 )
 from orchestrix.core.serialization.codec import EventCodec
+from orchestrix_django.append_only import guard_problems
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     GracefulStop,
@@ -183,6 +187,13 @@ class Command(BaseCommand):
                 f"Verified {count(checked)} event(s) in {count(stream_count)} stream(s) in "
                 f"{progress.elapsed():.1f} s: versions contiguous, every event decodes and "
                 "upcasts."
+            )
+        guard = guard_problems(using)
+        if guard:
+            raise CommandError(
+                f"the events are fine, but the database does not keep them append-only: "
+                f"{'; '.join(guard)}. Raw SQL could change history. Install the guard with: "
+                "python manage.py orchestrix_append_only --install (or --sql for a DBA)."
             )
 
 

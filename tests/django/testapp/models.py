@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from django.db import models
 
+from orchestrix_django.models import EventRecord
+
 
 class AccountBalance(models.Model):
     """One row per bank account: the balance and how many events made it."""
@@ -37,3 +39,17 @@ class SagaStepCall(models.Model):
     step = models.CharField(max_length=255)
     kind = models.CharField(max_length=16)
     calls = models.PositiveIntegerField(default=0)
+
+
+class ArchivedEvent(EventRecord):
+    """A model inheriting from ``EventRecord`` (multi-table): deleting one deletes its
+    stored event too, through Django's collector (tests/django/test_append_only.py)."""
+
+    archived_by = models.CharField(max_length=64, default="")
+
+
+class EventRecordProxy(EventRecord):
+    """A proxy of ``EventRecord``: its managers and deletions must refuse as the model's do."""
+
+    class Meta:
+        proxy = True
