@@ -542,12 +542,17 @@ def test_a_missing_or_disabled_trigger_is_reported_and_put_back() -> None:
         verify = manage("orchestrix_verify")
         assert verify.returncode == 1
         assert f"the trigger {DELETE_TRIGGER} is missing" in verify.stderr
+        status = manage("orchestrix_status", "--check")
+        assert status.returncode == 1
+        assert f"the trigger {DELETE_TRIGGER} is missing" in status.stdout
+        assert "append-only guard is incomplete" in status.stderr
 
         installed = manage("orchestrix_append_only", "--install")
         assert installed.returncode == 0, installed.stderr
         assert "is in place" in installed.stdout
         assert guard_problems(connection.alias) == []
         assert guard_warnings() == []
+        assert "Append-only guard: in place" in manage("orchestrix_status").stdout
 
         if postgresql:
             # What --sql prints for a DBA works as it is, event trigger and all.

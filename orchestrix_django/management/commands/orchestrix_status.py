@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
+from orchestrix_django.append_only import guard_problems
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     count,
@@ -145,6 +146,7 @@ class Command(BaseCommand):
             if status.projection_id in configured
         }
         queues = _queue_report(options["workers_timeout"])
+        guard = guard_problems(using)
         if options["json"]:
             report = {
                 "time": now.isoformat(),
@@ -168,14 +170,16 @@ class Command(BaseCommand):
                 },
                 "dead_letters": {"parked": letters},
                 "workers": _queues_json(queues),
+                "append_only_guard": guard,
             }
             self.stdout.write(json.dumps(report, indent=2, default=_json_default))
         else:
             self._tables(head, statuses, configured, advice, sagas, overdue_count, overdue_rows)
             self._letters(letters)
             self._workers(queues)
+            self._guard(guard)
         if options["check"]:
-            self._judge(statuses, overdue_count, queues)
+            self._judge(statuses, overdue_count, queues, guard)
 
     # -- tables ------------------------------------------------------------------------
 
@@ -284,9 +288,21 @@ class Command(BaseCommand):
 
     # -- judging -----------------------------------------------------------------------
 
+    def _guard(self, guard: list[str]) -> None:
+        self.stdout.write("")
+        if not guard:
+            self.stdout.write("Append-only guard: in place")
+            return
+        self.stdout.write("Append-only guard: incomplete (orchestrix_append_only --install)")
+        for problem in guard:
+            self.stdout.write(f"  {problem}")
+
     @staticmethod
     def _judge(
-        statuses: list[ProjectionStatus], overdue_count: int, queues: QueueReport | None
+        statuses: list[ProjectionStatus],
+        overdue_count: int,
+        queues: QueueReport | None,
+        guard: list[str],
     ) -> None:
         problems = [
             f"projection {status.projection_id} is {_health(status)}"
@@ -304,6 +320,11 @@ class Command(BaseCommand):
             problems.append(f"{overdue_count} saga(s) past their deadline")
         if queues is not None:
             problems += queues.problems()
+        problems += [
+            f"the append-only guard is incomplete: {problem} "
+            "(python manage.py orchestrix_append_only --install)"
+            for problem in guard
+        ]
         if problems:
             stopped = any(not status.healthy or status.parked for status in statuses)
             raise CommandError(
