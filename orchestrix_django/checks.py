@@ -542,6 +542,8 @@ def check_workers(
         )
         for queue, tasks in sorted(report.unconsumed.items())
     ]
+
+
 #: The migration that installs the database guard of stored events.
 _GUARD_MIGRATION = ("orchestrix_django", "0006_event_guard_on_every_database")
 
