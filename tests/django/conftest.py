@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 
 
@@ -46,3 +48,13 @@ def _redis_reachable() -> None:
         )
     finally:
         client.close()
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    """The test Redis database (the Celery broker and the cache), empty before and after."""
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

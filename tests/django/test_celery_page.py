@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -162,15 +161,6 @@ def manage(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def test_the_page_s_modules_and_single_machine_command_run_as_written(

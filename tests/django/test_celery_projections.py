@@ -81,16 +81,6 @@ def _no_failures() -> Iterator[None]:
 
 
 @pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    """The test Redis database, empty: no queued task, no wake-up marker."""
-    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
 def wake_up(settings: Any, broker: redis.Redis) -> redis.Redis:
     """``ORCHESTRIX["WAKE_UP"] = "celery"`` in this process; the broker, empty."""
     settings.ORCHESTRIX = {**settings.ORCHESTRIX, "WAKE_UP": "celery"}

@@ -11,13 +11,12 @@ before it ends.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from django.conf import settings as django_settings
 
 from orchestrix.core.execution.saga import SagaState, SagaStatus, StepStatus
 from orchestrix_django.saga_store import DjangoSagaStateStore
@@ -31,14 +30,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
-def broker(settings: Any) -> Iterator[redis.Redis]:
+def broker(settings: Any, broker: redis.Redis) -> redis.Redis:
     """The test Redis database, empty; ``WAKE_UP = "celery"`` in this process."""
     settings.ORCHESTRIX = {**settings.ORCHESTRIX, "WAKE_UP": "celery"}
-    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    return broker
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from typing import Any
@@ -39,16 +38,6 @@ from tests.django.testapp.models import SagaStepCall
 from tests.django.testapp.sagas import order_fulfillment, reserve_inventory
 
 db = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    """The test Redis database, empty."""
-    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

@@ -194,15 +194,6 @@ def test_stalled_after_must_be_a_positive_number(settings: Any) -> None:
 
 
 @pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(django_settings.TEST_REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
 def routed(settings: Any, broker: redis.Redis) -> Iterator[Celery]:
     """WAKE_UP = "celery", and a current Celery app routing as docs/celery.md does."""
     settings.ORCHESTRIX = {**settings.ORCHESTRIX, "WAKE_UP": "celery"}
