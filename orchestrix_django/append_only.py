@@ -49,6 +49,7 @@ __all__ = [
     "allow_event_mutation",
     "check_event_mutation",
     "guard_problems",
+    "guard_script",
     "guard_sql",
     "install_guard",
     "remove_guard",
@@ -67,8 +68,13 @@ TRUNCATE_TRIGGER = "orchestrix_event_no_truncate"
 PG_TRIGGER_FUNCTION = "orchestrix_refuse_event_mutation"
 PG_EVENT_TRIGGER = "orchestrix_event_guard"
 PG_EVENT_TRIGGER_FUNCTION = "orchestrix_guard_event_triggers"
-#: On MariaDB/MySQL: the session variable holding the current permit's value.
-MYSQL_PERMIT_VARIABLE = "@orchestrix_event_permit"
+#: On MariaDB/MySQL: the name of the session variable holding the current permit's value.
+MYSQL_PERMIT_VARIABLE = "orchestrix_event_permit"
+#: On PostgreSQL: SQL naming the current transaction, the holder of its permits.
+PG_HOLDER = "pg_current_xact_id()::text"
+#: On SQLite: the holder of every permit (one writer at a time, and another
+#: connection never sees an uncommitted permit).
+SQLITE_HOLDER = "''"
 
 #: MariaDB/MySQL errors meaning "this user may not create triggers": 1419, binary
 #: logging is on and the user lacks SUPER (log_bin_trust_function_creators is off);
@@ -119,18 +125,26 @@ def allow_event_mutation(using: str = "default") -> Iterator[None]:
     themselves: rebuild them (``orchestrix_rebuild``) afterwards.
     """
     connection = connections[using]
+    quote = connection.ops.quote_name
     mysql = connection.vendor == "mysql"
+    variable = f"@{quote(MYSQL_PERMIT_VARIABLE)}"
+    if connection.vendor == "postgresql":
+        holder = PG_HOLDER
+    elif mysql:
+        holder = variable
+    else:
+        holder = SQLITE_HOLDER
     outer_value = None
     try:
         with transaction.atomic(using=using):
             with connection.cursor() as cursor:
                 if mysql:
                     # A block inside another keeps the outer block's value.
-                    cursor.execute(f"SELECT {MYSQL_PERMIT_VARIABLE}")
+                    cursor.execute(f"SELECT {variable}")
                     (outer_value,) = cursor.fetchone()
                     value = outer_value or secrets.token_hex(16)
-                    cursor.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [value])
-                insert = f"INSERT INTO {PERMIT_TABLE} (holder) VALUES ({_holder(connection)})"
+                    cursor.execute(f"SET {variable} = %s", [value])
+                insert = f"INSERT INTO {quote(PERMIT_TABLE)} (holder) VALUES ({holder})"
                 if connection.features.can_return_columns_from_insert:
                     cursor.execute(f"{insert} RETURNING id")
                     (permit,) = cursor.fetchone()
@@ -143,7 +157,7 @@ def allow_event_mutation(using: str = "default") -> Iterator[None]:
             finally:
                 _allowed.reset(token)
             with connection.cursor() as cursor:
-                cursor.execute(f"DELETE FROM {PERMIT_TABLE} WHERE id = %s", [permit])
+                cursor.execute(f"DELETE FROM {quote(PERMIT_TABLE)} WHERE id = %s", [permit])
     finally:
         if mysql and connection.connection is not None:
             # A session variable is not transactional: put back whatever happened,
@@ -151,18 +165,7 @@ def allow_event_mutation(using: str = "default") -> Iterator[None]:
             # marked for rollback). A permit committed by an implicit commit (DDL
             # in the block) names this block's value and so lifts nothing after it.
             with connection.connection.cursor() as raw:
-                raw.execute(f"SET {MYSQL_PERMIT_VARIABLE} = %s", [outer_value])
-
-
-def _holder(connection: BaseDatabaseWrapper) -> str:
-    """SQL for who holds a permit: the transaction, the block's session value, or anyone."""
-    if connection.vendor == "postgresql":
-        return "pg_current_xact_id()::text"
-    if connection.vendor == "mysql":
-        return MYSQL_PERMIT_VARIABLE
-    # SQLite: one writer at a time, and another connection never sees an
-    # uncommitted permit.
-    return "''"
+                raw.execute(f"SET {variable} = %s", [outer_value])
 
 
 # -- the database guard ---------------------------------------------------------------
@@ -185,15 +188,18 @@ def guard_sql(connection: BaseDatabaseWrapper) -> list[str]:
     """
     if connection.vendor == "postgresql":
         return _pg_guard_sql(connection)
+    quote = connection.ops.quote_name
+    events = quote(EVENT_TABLE)
+    permits = quote(PERMIT_TABLE)
     if connection.vendor == "mysql":
+        variable = f"@{quote(MYSQL_PERMIT_VARIABLE)}"
         return [
             statement
             for action, trigger in (("UPDATE", UPDATE_TRIGGER), ("DELETE", DELETE_TRIGGER))
             for statement in (
-                f"DROP TRIGGER IF EXISTS {trigger}",
-                f"CREATE TRIGGER {trigger} BEFORE {action} ON {EVENT_TABLE} FOR EACH ROW "
-                f"BEGIN IF NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE} "
-                f"WHERE holder = {MYSQL_PERMIT_VARIABLE}) THEN "
+                f"DROP TRIGGER IF EXISTS {quote(trigger)}",
+                f"CREATE TRIGGER {quote(trigger)} BEFORE {action} ON {events} FOR EACH ROW "
+                f"BEGIN IF NOT EXISTS (SELECT 1 FROM {permits} WHERE holder = {variable}) THEN "
                 # 4025 (a failed constraint): Django raises IntegrityError, as on
                 # the other databases.
                 f"SIGNAL SQLSTATE '23000' SET MESSAGE_TEXT = '{_REFUSAL.format(action=action)}', "
@@ -204,21 +210,58 @@ def guard_sql(connection: BaseDatabaseWrapper) -> list[str]:
         statement
         for action, trigger in (("UPDATE", UPDATE_TRIGGER), ("DELETE", DELETE_TRIGGER))
         for statement in (
-            f"DROP TRIGGER IF EXISTS {trigger}",
-            f"CREATE TRIGGER {trigger} BEFORE {action} ON {EVENT_TABLE} "
-            f"WHEN NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE}) "
+            f"DROP TRIGGER IF EXISTS {quote(trigger)}",
+            f"CREATE TRIGGER {quote(trigger)} BEFORE {action} ON {events} "
+            f"WHEN NOT EXISTS (SELECT 1 FROM {permits}) "
             f"BEGIN SELECT RAISE(ABORT, '{_REFUSAL.format(action=action)}'); END",
         )
     ]
 
 
+def guard_script(connection: BaseDatabaseWrapper) -> list[str]:
+    """:func:`guard_sql` as a DBA runs it by hand (``orchestrix_append_only --sql``).
+
+    On PostgreSQL the statements run in one transaction holding a permit, as
+    :func:`install_guard` does: the event trigger refuses DDL on the triggers
+    otherwise.
+    """
+    statements = guard_sql(connection)
+    if connection.vendor != "postgresql":
+        return statements
+    permits = connection.ops.quote_name(PERMIT_TABLE)
+    return [
+        "BEGIN",
+        f"INSERT INTO {permits} (holder) VALUES ({PG_HOLDER})",
+        *statements,
+        f"DELETE FROM {permits} WHERE holder = {PG_HOLDER}",
+        "COMMIT",
+    ]
+
+
 def _pg_guard_sql(connection: BaseDatabaseWrapper) -> list[str]:
     schema, superuser = _pg_schema_and_superuser(connection)
-    names = _PgNames(connection, schema)
+    quote = connection.ops.quote_name
+    # Schema-qualified names: an unqualified one would find a temporary table of
+    # the same name first (pg_temp comes first in every search_path).
+    events = f"{quote(schema)}.{quote(EVENT_TABLE)}"
+    permits = f"{quote(schema)}.{quote(PERMIT_TABLE)}"
+    function = f"{quote(schema)}.{quote(PG_TRIGGER_FUNCTION)}"
+    event_function = f"{quote(schema)}.{quote(PG_EVENT_TRIGGER_FUNCTION)}"
+    event_trigger = quote(PG_EVENT_TRIGGER)
+    permitted = f"EXISTS (SELECT 1 FROM {permits} WHERE holder = {PG_HOLDER})"
     refusal = _REFUSAL.format(action="%").replace("'", "''")
+    body = f"""
+BEGIN
+    IF {permitted} THEN
+        IF TG_LEVEL = 'STATEMENT' THEN RETURN NULL; END IF;
+        IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION '{refusal}', TG_OP USING ERRCODE = 'integrity_constraint_violation';
+END;
+"""
     statements = [
-        f"CREATE OR REPLACE FUNCTION {names.function}() RETURNS trigger LANGUAGE plpgsql "
-        f"AS $${_pg_trigger_body(names, refusal)}$$"
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $${body}$$"
     ]
     for action, trigger, level in (
         ("UPDATE", UPDATE_TRIGGER, "ROW"),
@@ -226,27 +269,29 @@ def _pg_guard_sql(connection: BaseDatabaseWrapper) -> list[str]:
         ("TRUNCATE", TRUNCATE_TRIGGER, "STATEMENT"),
     ):
         statements += [
-            f"DROP TRIGGER IF EXISTS {trigger} ON {names.events}",
-            f"CREATE TRIGGER {trigger} BEFORE {action} ON {names.events} "
-            f"FOR EACH {level} EXECUTE FUNCTION {names.function}()",
+            f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {events}",
+            f"CREATE TRIGGER {quote(trigger)} BEFORE {action} ON {events} "
+            f"FOR EACH {level} EXECUTE FUNCTION {function}()",
             # ALWAYS: the trigger fires in replica mode too (session_replication_role).
-            f"ALTER TABLE {names.events} ENABLE ALWAYS TRIGGER {trigger}",
+            f"ALTER TABLE {events} ENABLE ALWAYS TRIGGER {quote(trigger)}",
         ]
     if superuser:
-        expected = hashlib.md5(_pg_trigger_body(names, refusal).encode()).hexdigest()
+        # The md5 of the trigger function's source: the event trigger notices a
+        # replaced function by it.
+        expected = hashlib.md5(body.encode()).hexdigest()
         triggers = ", ".join(f"'{t}'" for t in _PG_TRIGGERS)
         statements += [
-            f"DROP EVENT TRIGGER IF EXISTS {PG_EVENT_TRIGGER}",
-            f"""CREATE OR REPLACE FUNCTION {names.event_function}()
+            f"DROP EVENT TRIGGER IF EXISTS {event_trigger}",
+            f"""CREATE OR REPLACE FUNCTION {event_function}()
 RETURNS event_trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF to_regclass('{names.events}') IS NULL OR to_regclass('{names.permits}') IS NULL
-       OR {names.permitted} THEN
+    IF to_regclass('{events}') IS NULL OR to_regclass('{permits}') IS NULL
+       OR {permitted} THEN
         RETURN;
     END IF;
     IF (SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-        WHERE t.tgrelid = '{names.events}'::regclass AND t.tgname IN ({triggers})
-          AND t.tgenabled = 'A' AND p.oid = to_regprocedure('{names.function}()')
+        WHERE t.tgrelid = '{events}'::regclass AND t.tgname IN ({triggers})
+          AND t.tgenabled = 'A' AND p.oid = to_regprocedure('{function}()')
           AND md5(p.prosrc) = '{expected}') <> {len(_PG_TRIGGERS)} THEN
         RAISE EXCEPTION 'orchestrix_event is append-only: this command would disable, drop or '
             'replace its guard triggers. Run it inside allow_event_mutation(), or put the '
@@ -255,42 +300,16 @@ BEGIN
     END IF;
 END;
 $$""",
-            f"CREATE EVENT TRIGGER {PG_EVENT_TRIGGER} ON ddl_command_end "
-            f"EXECUTE FUNCTION {names.event_function}()",
-            f"ALTER EVENT TRIGGER {PG_EVENT_TRIGGER} ENABLE ALWAYS",
+            f"CREATE EVENT TRIGGER {event_trigger} ON ddl_command_end "
+            f"EXECUTE FUNCTION {event_function}()",
+            f"ALTER EVENT TRIGGER {event_trigger} ENABLE ALWAYS",
         ]
     return statements
 
 
 _PG_TRIGGERS = (UPDATE_TRIGGER, DELETE_TRIGGER, TRUNCATE_TRIGGER)
-
-
-class _PgNames:
-    """Schema-qualified names: an unqualified one would find a temporary table of
-    the same name first (pg_temp comes first in every search_path)."""
-
-    def __init__(self, connection: BaseDatabaseWrapper, schema: str) -> None:
-        prefix = f"{connection.ops.quote_name(schema)}."
-        self.events = prefix + EVENT_TABLE
-        self.permits = prefix + PERMIT_TABLE
-        self.function = prefix + PG_TRIGGER_FUNCTION
-        self.event_function = prefix + PG_EVENT_TRIGGER_FUNCTION
-        self.permitted = (
-            f"EXISTS (SELECT 1 FROM {self.permits} WHERE holder = pg_current_xact_id()::text)"
-        )
-
-
-def _pg_trigger_body(names: _PgNames, refusal: str) -> str:
-    return f"""
-BEGIN
-    IF {names.permitted} THEN
-        IF TG_LEVEL = 'STATEMENT' THEN RETURN NULL; END IF;
-        IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-        RETURN NEW;
-    END IF;
-    RAISE EXCEPTION '{refusal}', TG_OP USING ERRCODE = 'integrity_constraint_violation';
-END;
-"""
+#: The trigger of migration 0002, which the triggers here replace.
+_PG_MIGRATION_0002_TRIGGER = "orchestrix_event_append_only"
 
 
 def _pg_schema_and_superuser(connection: BaseDatabaseWrapper) -> tuple[str, bool]:
@@ -311,6 +330,7 @@ def install_guard(using: str) -> GuardInstall:
     holds, and :func:`guard_problems` reports the missing triggers.
     """
     connection = connections[using]
+    quote = connection.ops.quote_name
     postgresql = connection.vendor == "postgresql"
     # A permit for PostgreSQL's event trigger, which refuses replacing the
     # triggers otherwise. (Elsewhere each CREATE TRIGGER commits implicitly on
@@ -318,8 +338,10 @@ def install_guard(using: str) -> GuardInstall:
     permit = allow_event_mutation(using) if postgresql else nullcontext()
     with permit, connection.cursor() as cursor:
         if postgresql:
-            # The trigger of migration 0002, which the triggers here replace.
-            cursor.execute(f"DROP TRIGGER IF EXISTS orchestrix_event_append_only ON {EVENT_TABLE}")
+            cursor.execute(
+                f"DROP TRIGGER IF EXISTS {quote(_PG_MIGRATION_0002_TRIGGER)} "
+                f"ON {quote(EVENT_TABLE)}"
+            )
         for statement in guard_sql(connection):
             try:
                 cursor.execute(statement)
@@ -334,16 +356,19 @@ def install_guard(using: str) -> GuardInstall:
 def remove_guard(using: str) -> None:
     """Drop the database guard of the event table on ``using`` (unapplying its migration)."""
     connection = connections[using]
+    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            names = _PgNames(connection, _pg_schema_and_superuser(connection)[0])
-            cursor.execute(f"DROP EVENT TRIGGER IF EXISTS {PG_EVENT_TRIGGER}")
-            cursor.execute(f"DROP FUNCTION IF EXISTS {names.event_function}()")
+            schema = quote(_pg_schema_and_superuser(connection)[0])
+            events = f"{schema}.{quote(EVENT_TABLE)}"
+            event_function = f"{schema}.{quote(PG_EVENT_TRIGGER_FUNCTION)}"
+            cursor.execute(f"DROP EVENT TRIGGER IF EXISTS {quote(PG_EVENT_TRIGGER)}")
+            cursor.execute(f"DROP FUNCTION IF EXISTS {event_function}()")
             for trigger in _PG_TRIGGERS:
-                cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {names.events}")
+                cursor.execute(f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {events}")
             return
         for trigger in (UPDATE_TRIGGER, DELETE_TRIGGER):
-            cursor.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+            cursor.execute(f"DROP TRIGGER IF EXISTS {quote(trigger)}")
 
 
 def guard_problems(using: str) -> list[str]:
@@ -352,6 +377,7 @@ def guard_problems(using: str) -> list[str]:
     Nothing is reported where the event table does not exist.
     """
     connection = connections[using]
+    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         tables = set(connection.introspection.table_names(cursor))
         if EVENT_TABLE not in tables:
@@ -362,7 +388,7 @@ def guard_problems(using: str) -> list[str]:
         if connection.vendor == "postgresql":
             cursor.execute(
                 "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass",
-                [_PgNames(connection, _pg_schema_and_superuser(connection)[0]).events],
+                [f"{quote(_pg_schema_and_superuser(connection)[0])}.{quote(EVENT_TABLE)}"],
             )
             expected: tuple[str, ...] = _PG_TRIGGERS
         elif connection.vendor == "mysql":

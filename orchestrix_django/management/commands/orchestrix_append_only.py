@@ -15,10 +15,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from orchestrix_django.append_only import (
-    PERMIT_TABLE,
     GuardInstall,
     guard_problems,
-    guard_sql,
+    guard_script,
     install_guard,
 )
 from orchestrix_django.conf import orchestrix_settings
@@ -61,19 +60,7 @@ class Command(BaseCommand):
             end = "//" if connection.vendor == "mysql" else ";"
             if end != ";":
                 self.stdout.write(f"DELIMITER {end}")
-            statements = guard_sql(connection)
-            if connection.vendor == "postgresql":
-                # One transaction holding a permit, as allow_event_mutation() does: an
-                # event trigger refuses DDL on the triggers otherwise.
-                holder = "pg_current_xact_id()::text"
-                statements = [
-                    "BEGIN",
-                    f"INSERT INTO {PERMIT_TABLE} (holder) VALUES ({holder})",
-                    *statements,
-                    f"DELETE FROM {PERMIT_TABLE} WHERE holder = {holder}",
-                    "COMMIT",
-                ]
-            for statement in statements:
+            for statement in guard_script(connection):
                 self.stdout.write(f"{statement}{end}")
             if end != ";":
                 self.stdout.write("DELIMITER ;")
@@ -82,8 +69,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"the database user of {using!r} may not create triggers. Run this command "
                 "as a user who may (on MariaDB/MySQL with binary logging: one with SUPER, or "
-                "after SET GLOBAL log_bin_trust_function_creators = 1), or give a DBA the "
-                "output of: python manage.py orchestrix_append_only --sql"
+                "any user once the global log_bin_trust_function_creators is 1), or give a DBA "
+                "the output of: python manage.py orchestrix_append_only --sql"
             )
         problems = guard_problems(using)
         if problems:
