@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -28,7 +30,7 @@ def test_prometheus_counts_what_the_store_reports() -> None:
     registry = CollectorRegistry()
     hooks = ObservabilityHooks(metrics_provider=PrometheusMetricsProvider(registry))
     store = InMemoryEventStore(observability=hooks)
-    store.save("acc-1", [MoneyDeposited(account_id="acc-1", amount=1) for _ in range(3)])
+    store.save("acc-1", [MoneyDeposited(account_id="acc-1", amount=Decimal(1)) for _ in range(3)])
     store.load("acc-1")
     assert registry.get_sample_value("orchestrix_events_stored_total") == 3
     assert registry.get_sample_value("orchestrix_events_loaded_total") == 3
@@ -69,7 +71,7 @@ def test_opentelemetry_spans_carry_attributes_and_errors(
     tracing, exporter = spans
     hooks = ObservabilityHooks(tracing_provider=tracing)
     store = InMemoryEventStore(observability=hooks)
-    store.save("acc-2", [MoneyDeposited(account_id="acc-2", amount=1)])
+    store.save("acc-2", [MoneyDeposited(account_id="acc-2", amount=Decimal(1))])
     with pytest.raises(RuntimeError), hooks.start_span("custom", step="charge"):
         raise RuntimeError("card declined")
     finished = {span.name: span for span in exporter.get_finished_spans()}
