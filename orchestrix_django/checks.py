@@ -548,7 +548,7 @@ def check_workers(
 _GUARD_MIGRATION = ("orchestrix_django", "0006_event_guard_on_every_database")
 
 
-@register("orchestrix", Tags.database)
+@register(Tags.database)
 def check_append_only_guard(
     app_configs: Sequence[AppConfig] | None = None,
     databases: Sequence[str] | None = None,
@@ -557,9 +557,11 @@ def check_append_only_guard(
     """``orchestrix.W022``: on each migrated database, the append-only triggers are in place.
 
     A database check (Django runs it for ``check --database`` and ``migrate``):
-    it reads the schema. Where the user that migrated may not create triggers
-    (MariaDB/MySQL with binary logging and without SUPER), ``migrate`` succeeds
-    and this warning says how to install them.
+    it reads the schema. It is tagged ``database`` only, not ``orchestrix``:
+    from Django 6, ``run_checks(tags=...)`` runs a selected database check
+    against every alias, also where no database may be queried. Where the user
+    that migrated may not create triggers (MariaDB/MySQL with binary logging and
+    without SUPER), ``migrate`` succeeds and this warning says how to install them.
     """
     warnings: list[CheckMessage] = []
     for using in databases or ():

@@ -267,8 +267,11 @@ def test_a_project_shows_orchestrix_warnings_on_the_console(
 
 
 def test_the_console_handler_is_added_once_and_never_over_a_project_s_own_set_up(
-    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The settings are patched without Django's setting_changed signal, which
+    # (from Django 6) would configure this process's logging with them.
+    settings = django_settings
     logger = logging.getLogger("orchestrix")
     saved = list(logger.handlers)
 
@@ -277,14 +280,18 @@ def test_the_console_handler_is_added_once_and_never_over_a_project_s_own_set_up
 
     logger.handlers = [h for h in saved if not isinstance(h, ConsoleFallbackHandler)]
     try:
-        settings.LOGGING_CONFIG = None  # the project configures logging itself
+        monkeypatch.setattr(settings, "LOGGING_CONFIG", None)  # the project configures it
         install_console_handler()
         assert installed() == 0
-        settings.LOGGING_CONFIG = "logging.config.dictConfig"
-        settings.LOGGING = {"version": 1, "loggers": {"orchestrix.tasks": {"level": "ERROR"}}}
+        monkeypatch.setattr(settings, "LOGGING_CONFIG", "logging.config.dictConfig")
+        monkeypatch.setattr(
+            settings, "LOGGING", {"version": 1, "loggers": {"orchestrix.tasks": {"level": "ERROR"}}}
+        )
         install_console_handler()
         assert installed() == 0
-        settings.LOGGING = {"version": 1, "loggers": {"django": {"level": "INFO"}}}
+        monkeypatch.setattr(
+            settings, "LOGGING", {"version": 1, "loggers": {"django": {"level": "INFO"}}}
+        )
         install_console_handler()
         install_console_handler()  # ready() runs twice in some set-ups
         assert installed() == 1
