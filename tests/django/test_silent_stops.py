@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,6 @@ import redis
 from celery import Celery
 from django.conf import settings as django_settings
 from django.core.checks import run_checks
-from django.db import connections
 
 from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
 from orchestrix_django.projections import (
@@ -43,6 +41,7 @@ from orchestrix_django.store import DjangoEventStore
 from tests.celery_app import app as celery_app
 from tests.django.ops_helpers import command, failing, open_account
 from tests.django.test_celery_projections import Worker, all_logs, free_port, running
+from tests.django.test_run_command import start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,18 +152,7 @@ def test_the_embedded_runner_keeps_a_projection_from_stalling_and_its_absence_is
     settings.ORCHESTRIX = {**settings.ORCHESTRIX, "STALLED_AFTER": 1.0}
     balances = get_projection("test-balances")
     runner = EmbeddedRunner([balances], poll_interval=0.2)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, errors = start(runner)
     try:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
