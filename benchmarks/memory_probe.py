@@ -55,11 +55,11 @@ def _reset_peak() -> bool:
 def _probe(config: DbConfig, probe: str, argument: str) -> int:
     from benchmarks.benchapp.aggregates import Account
     from orchestrix.core.eventsourcing.aggregate import AggregateRepository
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     if probe == "replay":
         from benchmarks.benchapp import projections as bench
-        from orchestrix_django.projections import catch_up
+        from orchestrix_django.projections.runner import catch_up
 
         count = int(argument)
         done = catch_up(bench.noop, max_batches=math.ceil(count / bench.noop.batch_size))
@@ -95,13 +95,13 @@ def _prepare(probe: str) -> None:
     """What must happen before the baseline is taken (not part of the measurement)."""
     from django.db import connection
 
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     connection.ensure_connection()
     DjangoEventStore().head_position()
     if probe == "replay":
         from benchmarks.benchapp import projections as bench
-        from orchestrix_django.projections import reset_projection
+        from orchestrix_django.projections.runner import reset_projection
 
         reset_projection(bench.noop)
 

@@ -32,7 +32,7 @@ def clear_log(config: DbConfig) -> None:
     """
     from django.db import connection
 
-    from orchestrix_django.append_only import allow_event_mutation
+    from orchestrix_django.storage.append_only import allow_event_mutation
 
     tables = [
         "orchestrix_event",

@@ -63,7 +63,7 @@ def init_worker(config: DbConfig) -> None:
     _config = config
     setup_django(config)
     import benchmarks.benchapp.aggregates  # noqa: F401  (imports the store's modules too)
-    import orchestrix_django.store  # noqa: F401
+    import orchestrix_django.storage.events  # noqa: F401
 
     _warm_django()
     _raw_db()
@@ -122,7 +122,7 @@ def concurrent_job(
     events = saves = 0
     if implementation == ORCHESTRIX:
         from benchmarks.benchapp.events import Deposited
-        from orchestrix_django.store import DjangoEventStore
+        from orchestrix_django.storage.events import DjangoEventStore
 
         store = DjangoEventStore()
         _warm_django()
@@ -178,7 +178,7 @@ def contention_job(
         from benchmarks.benchapp.aggregates import Account
         from orchestrix.core.common.exceptions import ConcurrencyError
         from orchestrix.core.eventsourcing.aggregate import AggregateRepository
-        from orchestrix_django.store import DjangoEventStore
+        from orchestrix_django.storage.events import DjangoEventStore
 
         repository: AggregateRepository[Account] = AggregateRepository(DjangoEventStore())
         _warm_django()
@@ -285,7 +285,7 @@ def live_writer_job(
 ) -> JobResult:
     """Append to Orchestrix while a projection catches up (workload 5's live phase)."""
     from benchmarks.benchapp.events import Deposited
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     store = DjangoEventStore()
     streams = [f"{tag}-w{worker}-s{k}" for k in range(50)]
@@ -357,7 +357,7 @@ def init_celery_writer(env: dict[str, str]) -> None:
     try:
         os.environ.update(env)
         import benchmarks.celery_app  # noqa: F401  (sets Django up, becomes the current app)
-        import orchestrix_django.store  # noqa: F401
+        import orchestrix_django.storage.events  # noqa: F401
 
         _warm_django()
     except Exception as error:
@@ -380,7 +380,7 @@ def paced_writer_job(
         raise RuntimeError(f"the writer's set-up failed: {_celery_init_error!r}")
     from benchmarks.benchapp.events import Deposited
     from benchmarks.benchapp.projections import VISIBLE_PREFIX
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     store = DjangoEventStore()
     count = max(1, round(rate * seconds))

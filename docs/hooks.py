@@ -1,7 +1,7 @@
 """MkDocs hooks of the Orchestrix docs (registered in ``mkdocs.yml`` under ``hooks:``).
 
 The settings reference is generated at build time from the source of
-``orchestrix_django/conf.py``: every key of ``DEFAULTS``, its default and the
+``orchestrix_django/settings.py``: every key of ``DEFAULTS``, its default and the
 comment lines above it. A page asks for it with the line
 ``<!-- orchestrix: settings-reference -->``; since it is made on each build,
 it can never be stale. Only the standard library is used (the source is read
@@ -24,7 +24,7 @@ __all__ = ["SETTINGS_PLACEHOLDER", "Setting", "on_page_markdown", "read_settings
 #: The line a page puts where the settings reference goes.
 SETTINGS_PLACEHOLDER = "<!-- orchestrix: settings-reference -->"
 
-CONF_PATH = Path(__file__).resolve().parents[1] / "orchestrix_django" / "conf.py"
+CONF_PATH = Path(__file__).resolve().parents[1] / "orchestrix_django" / "settings.py"
 
 #: A comment line that opens a group of settings: ``# -- the optional REST API --``.
 _SECTION = re.compile(r"^--\s*(?P<title>.+?)\s*--$")

@@ -24,8 +24,8 @@ class OrchestrixConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from orchestrix_django import checks  # noqa: F401 - registers the checks
-        from orchestrix_django.conf import orchestrix_settings
-        from orchestrix_django.log_console import install_console_handler
+        from orchestrix_django.observability.console import install_console_handler
+        from orchestrix_django.settings import orchestrix_settings
 
         install_console_handler()
         post_migrate.connect(_ensure_append_lock_row, sender=self)

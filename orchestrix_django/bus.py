@@ -59,11 +59,11 @@ from orchestrix.core.messaging.dead_letter import (
 )
 from orchestrix.core.messaging.message import Message
 from orchestrix.infrastructure.memory.bus import InMemoryMessageBus, handler_name
-from orchestrix_django.conf import import_from_string, orchestrix_settings
+from orchestrix_django.settings import import_from_string, orchestrix_settings
 from orchestrix_django.signals import events_committed
 
 if TYPE_CHECKING:
-    from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
+    from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 
 __all__ = [
     "BUS_SOURCE_PREFIX",
@@ -94,7 +94,7 @@ class DjangoMessageBus(InMemoryMessageBus):
 
     ``observability`` defaults to ``ORCHESTRIX["OBSERVABILITY"]`` (else the
     process-wide hooks) and ``dead_letters`` to a
-    :class:`~orchestrix_django.dead_letter_store.DjangoDeadLetterQueue` on the
+    :class:`~orchestrix_django.storage.dead_letters.DjangoDeadLetterQueue` on the
     database the events were saved to; both are looked up when used, so
     settings overridden in tests apply to the process-wide bus.
     Subscribing, publishing and delivering are safe from several threads.
@@ -365,7 +365,7 @@ def _never_called(message: Message) -> None:  # pragma: no cover - retry() refus
 
 def _django_dead_letter_queue(using: str | None) -> DjangoDeadLetterQueue:
     # Imported here: the models must not be imported with this module.
-    from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
+    from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 
     return DjangoDeadLetterQueue(using)
 
@@ -520,7 +520,7 @@ def wire_modules(
     """Register each ``ORCHESTRIX["MODULES"]`` entry with ``bus`` (the process-wide one).
 
     Each module's ``register(bus, store)`` gets ``store`` (a new
-    :class:`~orchestrix_django.store.DjangoEventStore` by default). An entry
+    :class:`~orchestrix_django.storage.events.DjangoEventStore` by default). An entry
     already registered with this bus is skipped, so calling this again (as
     ``AppConfig.ready()`` may be) only registers what is new. Entries that
     cannot be wired are skipped with a warning: the system check
@@ -544,7 +544,7 @@ def wire_modules(
             logger.warning("not wired (see check orchestrix.E007): %s", error)
             continue
         if store is None:
-            from orchestrix_django.store import DjangoEventStore
+            from orchestrix_django.storage.events import DjangoEventStore
 
             store = DjangoEventStore()
         if bus.register_module(module, store, key=key):

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["CATCH_UP_ENTRY", "SWEEP_ENTRY", "beat_schedule", "saga_beat_schedule"]
 

@@ -32,7 +32,7 @@
 * ``orchestrix.W022`` (a database check: ``manage.py check --database ALIAS`` and
   ``migrate``) the triggers that keep stored events append-only are missing or
   disabled on a migrated database, e.g. a MariaDB/MySQL user could not create them
-  (see :mod:`orchestrix_django.append_only`).
+  (see :mod:`orchestrix_django.storage.append_only`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.serialization.registry import EventRegistry
-from orchestrix_django.append_only import guard_problems
-from orchestrix_django.conf import API_IMPORT_STRINGS, DEFAULTS, orchestrix_settings
+from orchestrix_django.settings import API_IMPORT_STRINGS, DEFAULTS, orchestrix_settings
+from orchestrix_django.storage.append_only import guard_problems
 
 __all__ = ["check_append_only_guard", "check_celery_serializers", "check_configuration"]
 
@@ -242,7 +242,7 @@ def check_projections(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """``orchestrix.E008``: ``PROJECTIONS`` lists DjangoProjection objects with distinct ids."""
-    from orchestrix_django.projections import DjangoProjection
+    from orchestrix_django.projections.runner import DjangoProjection
 
     try:
         configured = orchestrix_settings.PROJECTIONS
@@ -332,7 +332,7 @@ def check_sagas(
 ) -> list[CheckMessage]:
     """``orchestrix.E010``: ``SAGAS`` lists sagas the workers can run, with distinct types."""
     from orchestrix.core.execution.saga import Saga
-    from orchestrix_django.sagas import DjangoSaga
+    from orchestrix_django.sagas.runner import DjangoSaga
 
     try:
         user = orchestrix_settings.user_settings
@@ -438,7 +438,7 @@ def check_personal_data(
     """``orchestrix.E012`` / ``W012``: the encryption of personal data (see personal_data)."""
     from django.core.checks import Warning as CheckWarning
 
-    from orchestrix_django.personal_data import parse_master_key, personal_fields
+    from orchestrix_django.storage.personal_data import parse_master_key, personal_fields
 
     try:
         user = orchestrix_settings.user_settings
@@ -486,7 +486,7 @@ def check_personal_data(
                 errors.append(
                     Error(
                         str(error),
-                        hint="See orchestrix_django.personal_data: personal_data names the "
+                        hint="See orchestrix_django.storage.personal_data: personal_data names the "
                         "personal fields, data_subject the field with the subject's id.",
                         id="orchestrix.E012",
                     )

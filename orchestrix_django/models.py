@@ -2,7 +2,7 @@
 
 The event table is the source of truth and is append-only (the ORM refuses
 to change or delete its rows, and so do the database's triggers: see
-:mod:`orchestrix_django.append_only`); everything else can be rebuilt from it.
+:mod:`orchestrix_django.storage.append_only`); everything else can be rebuilt from it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models.signals import class_prepared, pre_delete
 from django.utils import timezone
 
-from orchestrix_django.append_only import EVENT_TABLE, PERMIT_TABLE, check_event_mutation
+from orchestrix_django.storage.append_only import EVENT_TABLE, PERMIT_TABLE, check_event_mutation
 
 __all__ = [
     "ActiveProjection",
@@ -35,8 +35,8 @@ class EventQuerySet(models.QuerySet["EventRecord"]):
 
     ``update()`` (and so ``bulk_update()``), ``delete()``, ``_raw_delete()``
     and upserts (``bulk_create(update_conflicts=True)``) raise
-    :class:`~orchestrix_django.append_only.EventMutationError` outside
-    :func:`~orchestrix_django.append_only.allow_event_mutation`, before any
+    :class:`~orchestrix_django.storage.append_only.EventMutationError` outside
+    :func:`~orchestrix_django.storage.append_only.allow_event_mutation`, before any
     row is read. ``bulk_create(ignore_conflicts=True)`` changes no stored row
     and is allowed.
     """
@@ -137,7 +137,7 @@ class EventRecord(models.Model):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        """Every ``save()`` over a stored row is refused (see :mod:`orchestrix_django.append_only`).
+        """Every ``save()`` over a stored row is refused (see ``storage.append_only``).
 
         Django calls this whenever the instance has a primary key (``save()``,
         ``update_or_create``, ``loaddata``): a row that is not stored yet is
@@ -169,9 +169,9 @@ def _guard_deletes(sender: type[models.Model], **kwargs: Any) -> None:
 class EventMutationPermit(models.Model):
     """A permit to change stored events, valid only in the transaction that holds it.
 
-    Written and deleted only by :func:`~orchestrix_django.append_only.allow_event_mutation`;
+    Written and deleted only by :func:`~orchestrix_django.storage.append_only.allow_event_mutation`;
     the database's triggers refuse to change events unless the current
-    transaction holds one (``holder``: see :mod:`orchestrix_django.append_only`).
+    transaction holds one (``holder``: see :mod:`orchestrix_django.storage.append_only`).
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -337,7 +337,7 @@ class ActiveProjection(models.Model):
 
     ``name`` is the read model's name (the id of its first projection); without
     a row, that projection serves. ``orchestrix_rebuild`` writes the row when a
-    new version has caught up (see :func:`orchestrix_django.projections.switch_projection`).
+    new version has caught up (see :func:`orchestrix_django.projections.runner.switch_projection`).
     """
 
     name = models.CharField(max_length=255, primary_key=True)
@@ -361,7 +361,7 @@ class ActiveProjection(models.Model):
 
 
 class SubjectKey(models.Model):
-    """The data key of one data subject (see :mod:`orchestrix_django.personal_data`).
+    """The data key of one data subject (see :mod:`orchestrix_django.storage.personal_data`).
 
     The personal fields of that subject's events are encrypted with ``key``
     (32 random bytes; wrapped by ``ENCRYPTION_MASTER_KEY`` when ``wrapped``).

@@ -16,7 +16,7 @@ time out, workers get recycled), and nothing is lost by stopping early:
 every batch commits with its checkpoint. Readers see a read model that is
 filling up meanwhile; to rebuild without them noticing, build a new version
 beside the live one and switch (``manage.py orchestrix_rebuild NEW --replace
-OLD``, see :mod:`orchestrix_django.projections`).
+OLD``, see :mod:`orchestrix_django.projections.runner`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from django.contrib import messages
 from orchestrix.core.common.exceptions import HandlerError, OrchestrixError
 from orchestrix.core.messaging.dead_letter import DeadLetterError, DeadLetterStatus
 from orchestrix_django.bus import BUS_SOURCE_PREFIX, get_bus
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
-from orchestrix_django.projection_store import DjangoProjectionStateStore
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     DjangoProjection,
     catch_up,
     get_projection,
@@ -41,6 +39,8 @@ from orchestrix_django.projections import (
     retry_parked,
     skip_parked,
 )
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
+from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
 __all__ = [
     "PROJECTION_SOURCE_PREFIX",

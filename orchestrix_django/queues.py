@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrix_django.projections import projections
-from orchestrix_django.saga_runner import has_saga_work
+from orchestrix_django.projections.runner import projections
+from orchestrix_django.sagas.sweep import has_saga_work
 
 __all__ = ["DEFAULT_TIMEOUT", "QueueReport", "inspect_queues", "orchestrix_tasks"]
 

@@ -1,18 +1,18 @@
 """Celery tasks that run sagas. Thin: they pass ids only.
 
 * ``orchestrix.run_saga(saga_id)``: executes (or resumes) one saga to its
-  end (:func:`orchestrix_django.sagas.run_saga`), sent by
-  :meth:`~orchestrix_django.sagas.DjangoSaga.start` after the commit that
+  end (:func:`orchestrix_django.sagas.runner.run_saga`), sent by
+  :meth:`~orchestrix_django.sagas.runner.DjangoSaga.start` after the commit that
   stored the saga. ``acks_late`` with ``reject_on_worker_lost``: a worker
   that dies mid-saga leaves the message to be delivered again, and the next
-  worker resumes from the persisted state (see :mod:`orchestrix_django.sagas`
+  worker resumes from the persisted state (see :mod:`orchestrix_django.sagas.runner`
   for why one task per saga, and not per step). A duplicate message finds the
   saga's run lock taken, or the saga finished, and does nothing.
 * ``orchestrix.sweep_sagas()``: the periodic safety net
   (:func:`orchestrix_django.celery.saga_beat_schedule`): times out overdue sagas
-  (:func:`~orchestrix_django.sagas.expire_overdue_sagas`), fires the due
+  (:func:`~orchestrix_django.sagas.runner.expire_overdue_sagas`), fires the due
   deadlines of process managers
-  (:func:`~orchestrix_django.process_managers.fire_due_timeouts`), and resumes
+  (:func:`~orchestrix_django.sagas.process_managers.fire_due_timeouts`), and resumes
   unfinished sagas that nobody runs and that have been idle for
   ``ORCHESTRIX["SAGA_RESUME_AFTER"]`` seconds (their message was lost).
 
@@ -36,7 +36,7 @@ Add the sweep to Celery beat next to the projections' catch-up
 A deadline is noticed within ``ORCHESTRIX["SAGA_SWEEP_INTERVAL"]`` seconds
 once nobody runs its saga.
 
-**Database faults** (see :mod:`orchestrix_django.faults`) never fail a saga
+**Database faults** (see :mod:`orchestrix_django.storage.faults`) never fail a saga
 nor a task: ``run_saga`` rides them out in the task (reconnecting after a
 capped backoff, then resuming the saga from its stored state, the interrupted
 step run again), holding its worker until the database is back; the sweep
@@ -51,10 +51,10 @@ from typing import Any
 
 from celery import shared_task
 
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.configured import configured_observability
-from orchestrix_django.faults import FaultComponent, note_fault
-from orchestrix_django.saga_store import DjangoSagaStateStore
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.configured import configured_observability
+from orchestrix_django.storage.faults import FaultComponent, note_fault
+from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from orchestrix_django.tasks import ID_FIELDS, _current_ids
 from orchestrix_django.wakeup import PUBLISH_RETRY_POLICY
 
@@ -69,7 +69,7 @@ def enqueue_saga(saga_id: str, *, using: str | None = None) -> bool:
     Returns whether it was sent. Never raises for an unreachable broker: it
     logs a warning, and the periodic sweep resumes the saga later.
     """
-    from orchestrix_django.sagas import saga_headers
+    from orchestrix_django.sagas.runner import saga_headers
 
     headers: dict[str, str] = {"orchestrix_saga_id": saga_id}
     try:
@@ -125,7 +125,7 @@ def _headers(request: Any) -> dict[str, Any]:
 )
 def run_saga_task(self: Any, saga_id: str) -> dict[str, Any] | None:
     """Execute (or resume) saga ``saga_id`` to its end."""
-    from orchestrix_django.sagas import run_saga
+    from orchestrix_django.sagas.runner import run_saga
 
     ids = _log_ids(_headers(self.request))
     ids["saga_id"] = saga_id
@@ -150,7 +150,7 @@ def run_saga_task(self: Any, saga_id: str) -> dict[str, Any] | None:
 )
 def sweep_sagas() -> dict[str, list[str]]:
     """Time out overdue sagas, fire due process deadlines, resume lost sagas (see the module)."""
-    from orchestrix_django.saga_runner import sweep
+    from orchestrix_django.sagas.sweep import sweep
 
     try:
         outcome = sweep(inline=False, resume_after=float(orchestrix_settings.SAGA_RESUME_AFTER))

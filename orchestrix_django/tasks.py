@@ -3,7 +3,7 @@
 * ``orchestrix.advance_projection(projection_id)``: the wake-up sent after a
   commit (:mod:`orchestrix_django.wakeup`). It clears the projection's
   pending-wake-up marker first, so that events committed while it runs send
-  a new wake-up, then runs :func:`orchestrix_django.projections.catch_up`.
+  a new wake-up, then runs :func:`orchestrix_django.projections.runner.catch_up`.
   ``acks_late`` with ``reject_on_worker_lost``: a worker that dies mid-batch
   leaves the message to be delivered again, and the batch it was applying
   rolled back with its transaction, so every event is applied exactly once.
@@ -22,13 +22,13 @@ The saga tasks, ``orchestrix.run_saga`` and ``orchestrix.sweep_sagas``, are
 defined in :mod:`orchestrix_django.saga_tasks` and registered with these.
 
 Both tasks use the JSON serializer and store no result. The logic lives in
-:mod:`orchestrix_django.projections`; a failing catch-up is logged by
+:mod:`orchestrix_django.projections.runner`; a failing catch-up is logged by
 Celery and retried by the next wake-up or periodic run.
 
 **Database faults** (a lost connection, a restart, a deadlock: see
-:mod:`orchestrix_django.faults`) never fail a task. ``advance_projection``
+:mod:`orchestrix_django.storage.faults`) never fail a task. ``advance_projection``
 and an inline periodic catch-up ride them out inside
-:func:`~orchestrix_django.projections.catch_up`: the batch rolls back, the
+:func:`~orchestrix_django.projections.runner.catch_up`: the batch rolls back, the
 task reconnects after a capped backoff (at most 5 s) and goes on, holding
 its worker until the database is back; its message stays unacknowledged
 (``acks_late``), so a worker stopped meanwhile loses nothing. The periodic
@@ -57,10 +57,10 @@ from typing import Any
 
 from celery import shared_task
 
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.configured import configured_observability
-from orchestrix_django.faults import FaultComponent, note_fault
-from orchestrix_django.projections import catch_up, get_projection
+from orchestrix_django.projections.runner import catch_up, get_projection
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.configured import configured_observability
+from orchestrix_django.storage.faults import FaultComponent, note_fault
 from orchestrix_django.wakeup import (
     HEADER_NAMES,
     clear_wake_up,

@@ -49,7 +49,7 @@ from django.core.cache import caches
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.messaging.message import Event
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.signals import events_committed
 
 __all__ = [
@@ -127,7 +127,7 @@ def interested_projections(events: Iterable[Event]) -> list[str]:
     class the event is an instance of (``Event`` matches everything) or a
     ``type`` string equal to the event's ``type``.
     """
-    from orchestrix_django.projections import projections
+    from orchestrix_django.projections.runner import projections
 
     events = list(events)
     classes = {type(event) for event in events}
@@ -241,9 +241,9 @@ def lagging_projections() -> list[str]:
     are left alone (an operator resumes them). Two queries, whatever the
     number of projections.
     """
-    from orchestrix_django.projection_store import DjangoProjectionStateStore
-    from orchestrix_django.projections import projections
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.projections.runner import projections
+    from orchestrix_django.storage.events import DjangoEventStore
+    from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
     configured = projections()
     if not configured:

@@ -25,7 +25,7 @@ __all__ = ["run"]
 
 def run(ctx: Context) -> WorkloadResult:
     """Measure events/s per events-per-save for each contender."""
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     size = ctx.size
     result = WorkloadResult("1", "Append sweep: one writer, many streams (events/s)")

@@ -268,7 +268,7 @@ def _delete_keys(client: Any, mode: CeleryMode) -> None:
 
 
 def _head() -> int:
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     return DjangoEventStore().head_position()
 
@@ -277,7 +277,7 @@ def _start_at(position: int) -> None:
     """Set ``bench-visible``'s checkpoint to ``position`` (healthy, not paused)."""
     from benchmarks.benchapp.projections import VISIBLE_ID
     from orchestrix.core.eventsourcing.projection import ProjectionState
-    from orchestrix_django.projection_store import DjangoProjectionStateStore
+    from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
     states = DjangoProjectionStateStore()
     states.save_state(ProjectionState(projection_id=VISIBLE_ID, last_processed_position=position))
@@ -425,7 +425,7 @@ def _catch_up(
     """The worker's catch-up events/s against the in-process runner's, on the same log."""
     from benchmarks.benchapp import projections as bench
     from benchmarks.celery_app import make_app
-    from orchestrix_django.projections import catch_up
+    from orchestrix_django.projections.runner import catch_up
 
     size = ctx.size
     n = size.celery_catchup_events
@@ -485,7 +485,7 @@ def _worker_catch_up(
     for more events would make it start over.
     """
     from benchmarks.benchapp.projections import VISIBLE_ID
-    from orchestrix_django.projection_store import DjangoProjectionStateStore
+    from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
     states = DjangoProjectionStateStore()
     timeout = max(60.0, n / 500)

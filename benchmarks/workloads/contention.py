@@ -23,14 +23,14 @@ from benchmarks.workers import contention_job
 from benchmarks.workloads.common import ES, ES_DJANGO, ORCHESTRIX, RAW
 
 if TYPE_CHECKING:
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["run"]
 
 
 def run(ctx: Context) -> WorkloadResult:
     """Measure successful events/s and conflicts per success on hot streams."""
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     size = ctx.size
     result = WorkloadResult("3", "Contention on hot streams (successful events/s)")

@@ -35,7 +35,7 @@ _SEED_CHUNK = 1000
 def run(ctx: Context) -> WorkloadResult:
     """Measure load latency per stream length, with and without a snapshot."""
     from orchestrix.core.eventsourcing.aggregate import AggregateRepository
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     size = ctx.size
     result = WorkloadResult("4", "Aggregate load (ms per load, p50)")

@@ -32,7 +32,7 @@ _STREAM_PREFIX = "mem"
 
 def run(ctx: Context) -> WorkloadResult:
     """Measure the peak RSS of each probe in its own process."""
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     size = ctx.size
     result = WorkloadResult("7", "Memory: peak RSS of a replay and of a long stream's load (MiB)")

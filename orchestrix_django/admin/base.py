@@ -37,8 +37,8 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from orchestrix_django.admin.pagination import EstimatedCountPaginator
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.operations import Outcome
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = [
     "OrchestrixAdmin",

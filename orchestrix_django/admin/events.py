@@ -29,8 +29,8 @@ from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_
 from orchestrix_django.admin.filters import distinct_filter, value_filter
 from orchestrix_django.admin.pagination import capped_count
 from orchestrix_django.models import EventRecord, SnapshotRecord, StreamRecord
-from orchestrix_django.personal_data import PersonalDataCodec, readable_data
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.personal_data import PersonalDataCodec, readable_data
 
 __all__ = ["DecodedEvent", "EventAdmin", "StreamAdmin", "decode_event_record"]
 

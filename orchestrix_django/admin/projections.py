@@ -40,8 +40,8 @@ from orchestrix_django.admin.operations import (
     retry_dead_letter,
 )
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
-from orchestrix_django.projections import projection_status, projections, read_model_name
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import projection_status, projections, read_model_name
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["ProjectionAdmin"]
 

@@ -33,7 +33,7 @@ URL                                         verb   what
 ==========================================  =====  ========================================
 
 **Events** are CloudEvents JSON, decoded and upcast to their current class
-(see :mod:`orchestrix_django.cloudevents`): one event is
+(see :mod:`orchestrix_django.storage.cloudevents`): one event is
 ``application/cloudevents+json``, a list ``application/cloudevents-batch+json``
 (a JSON array); ``Accept: application/json`` gets the same bodies as plain
 JSON. Each event carries its place as the extension attributes

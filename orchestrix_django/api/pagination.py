@@ -36,7 +36,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from orchestrix.core.eventsourcing.event_store import MAX_POSITION
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["after_number", "after_text", "next_url", "page_limit", "paged", "set_next_link"]
 

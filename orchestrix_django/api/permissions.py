@@ -26,7 +26,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = [
     "Access",

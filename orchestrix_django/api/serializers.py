@@ -2,7 +2,7 @@
 
 The views build plain dicts (rows of the framework's tables with their
 links) and render them through these serializers. Events are the
-exception: their bodies come from :mod:`orchestrix_django.cloudevents`, and
+exception: their bodies come from :mod:`orchestrix_django.storage.cloudevents`, and
 :class:`CloudEventSerializer` only describes them in the schema.
 """
 

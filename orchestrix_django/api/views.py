@@ -3,7 +3,7 @@
 See :mod:`orchestrix_django.api` for the URLs, media types and access rules,
 and :mod:`orchestrix_django.api.pagination` for paging.
 
-Events are read through :class:`~orchestrix_django.store.DjangoEventStore`,
+Events are read through :class:`~orchestrix_django.storage.events.DjangoEventStore`,
 so they come decoded and upcast to their current class, and the global log
 only ever shows committed events in position order. A stored event that
 does not decode or upcast is a server-side problem (HTTP 500, naming it),
@@ -68,8 +68,6 @@ from orchestrix_django.api.serializers import (
     StreamPageSerializer,
     StreamSerializer,
 )
-from orchestrix_django.cloudevents import stored_cloudevent
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.models import (
     DeadLetterRecord,
     EventRecord,
@@ -85,9 +83,11 @@ from orchestrix_django.operations import (
     resume_projection,
     retry_dead_letter,
 )
-from orchestrix_django.projection_store import DjangoProjectionStateStore
-from orchestrix_django.projections import ProjectionStatus, projection_status, projections
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import ProjectionStatus, projection_status, projections
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.cloudevents import stored_cloudevent
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
 __all__ = [
     "ApiRootView",
@@ -854,7 +854,7 @@ class DeadLetterRetryView(OrchestrixAPIView):
     """Handle a parked message again, by the projection or bus handler that failed on it.
 
     A projection's letter is retried through
-    :func:`~orchestrix_django.projections.retry_parked` (a stopped projection
+    :func:`~orchestrix_django.projections.runner.retry_parked` (a stopped projection
     resumes from the event and catches up), a bus letter by the handler of
     that name subscribed in this process. A failed retry is recorded on the
     letter (``attempts + 1``), which stays parked.
@@ -884,7 +884,7 @@ class DeadLetterDiscardView(OrchestrixAPIView):
     """Give up on a parked message (the admin's *Discard*, and a projection page's *Skip*).
 
     A projection's letter is skipped through
-    :func:`~orchestrix_django.projections.skip_parked`: the projection moves
+    :func:`~orchestrix_django.projections.runner.skip_parked`: the projection moves
     past the event and resumes.
     """
 

@@ -27,16 +27,16 @@ from typing import Any, TextIO
 from django.core.management.base import CommandError, OutputWrapper
 from django.db.models import Min, Q
 
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
 from orchestrix_django.models import ActiveProjection, EventRecord
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     CatchUpResult,
     DjangoProjection,
     ProjectionStatus,
     get_projection,
     projections,
 )
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 
 __all__ = [
     "GracefulStop",
@@ -312,13 +312,13 @@ def confirm(question: str, *, interactive: bool) -> None:
 
 
 def shell_hint(function: str, *arguments: Any) -> str:
-    """A ``python manage.py shell -c`` line calling ``orchestrix_django.projections.<function>``."""
+    """A ``python manage.py shell -c`` line calling a projection operation ``<function>``."""
     args = ", ".join(
         f"get_projection({a.projection_id!r})" if isinstance(a, DjangoProjection) else repr(a)
         for a in arguments
     )
     return (
-        f'python manage.py shell -c "from orchestrix_django.projections import '
+        f'python manage.py shell -c "from orchestrix_django.projections.runner import '
         f'get_projection, {function}; {function}({args})"'
     )
 

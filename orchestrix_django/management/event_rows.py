@@ -2,7 +2,7 @@
 
 These commands look at rows as they are (not decoded, or decoded under
 their control), so they read the table itself rather than through
-:class:`~orchestrix_django.store.DjangoEventStore`, which decodes and
+:class:`~orchestrix_django.storage.events.DjangoEventStore`, which decodes and
 upcasts. Every read is a keyset page of at most ``chunk`` rows: memory stays
 bounded however long the log is.
 """
@@ -16,9 +16,9 @@ from typing import Any
 from django.db.models import QuerySet
 
 from orchestrix.core.serialization.codec import EncodedEvent
-from orchestrix_django.cloudevents import StoredRecord
 from orchestrix_django.models import EventRecord, StreamRecord
-from orchestrix_django.store import ROW_FIELDS as STORE_ROW_FIELDS
+from orchestrix_django.storage.cloudevents import StoredRecord
+from orchestrix_django.storage.events import ROW_FIELDS as STORE_ROW_FIELDS
 
 __all__ = [
     "ROW_FIELDS",

@@ -1,7 +1,7 @@
 """On PostgreSQL, the append as one function call: lock, version check, insert, stream row.
 
 ``DjangoEventStore.save`` calls ``orchestrix_append`` (see
-``orchestrix_django.postgresql_append``): one round trip instead of one per
+``orchestrix_django.storage.postgresql``): one round trip instead of one per
 statement, and PL/pgSQL keeps the statements' plans for the session, so a save
 is not planned again each time. The function is VOLATILE: under READ COMMITTED
 each of its statements takes a new snapshot, so the version read after the lock

@@ -1,4 +1,4 @@
-"""The data keys of data subjects (orchestrix_django.personal_data: crypto-shredding)."""
+"""The data keys of data subjects (orchestrix_django.storage.personal_data: crypto-shredding)."""
 
 import django.utils.timezone
 from django.db import migrations, models

@@ -19,7 +19,7 @@ import logging
 
 from django.db import migrations, models
 
-from orchestrix_django.append_only import GuardInstall, install_guard, remove_guard
+from orchestrix_django.storage.append_only import GuardInstall, install_guard, remove_guard
 
 logger = logging.getLogger("orchestrix")
 

@@ -49,7 +49,7 @@ QUOTING = frozenset({"quote_name", "quote"})
 #: Formatted SQL the rule above can't prove safe, each with why it is:
 #: (path, function, the formatted value as written) -> reason.
 ALLOWED: dict[tuple[str, str, str], str] = {
-    ("orchestrix_django/append_only.py", "_pg_guard_sql", "expected"): (
+    ("orchestrix_django/storage/append_only.py", "_pg_guard_sql", "expected"): (
         "hashlib.md5(...).hexdigest() of the trigger function's source: only the "
         "characters 0-9a-f, compared with md5(prosrc) in the event trigger"
     ),

@@ -31,8 +31,8 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, St
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.registry import EventRegistry, default_registry
 from orchestrix_django.models import EventRecord
-from orchestrix_django.saga_store import DjangoSagaStateStore
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 
 __all__ = [

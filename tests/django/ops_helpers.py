@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository
-from orchestrix_django.append_only import allow_event_mutation
 from orchestrix_django.models import EventRecord
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.append_only import allow_event_mutation
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp.events import BankAccount
 
 __all__ = [

@@ -26,7 +26,6 @@ from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django import bus as bus_module
 from orchestrix_django.admin.pagination import EstimatedCountPaginator, distinct_values
 from orchestrix_django.bus import get_bus
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
 from orchestrix_django.models import (
     DeadLetterRecord,
     EventRecord,
@@ -34,8 +33,9 @@ from orchestrix_django.models import (
     SagaStateRecord,
     StreamRecord,
 )
-from orchestrix_django.projections import catch_up, get_projection, projection_status
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import catch_up, get_projection, projection_status
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.admin_helpers import (
     History,
     NoteAddedV1,

@@ -31,8 +31,8 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.validation import validate_schema
 
 from orchestrix_django.models import DeadLetterRecord, EventRecord, SagaStateRecord
-from orchestrix_django.projections import catch_up, get_projection, projection_status
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import catch_up, get_projection, projection_status
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.ops_helpers import new_id, open_account
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import MoneyDeposited
@@ -635,8 +635,12 @@ WITHOUT_DRF = textwrap.dedent(
     django.setup()
     from django.core.checks import run_checks
     for module in (
-        "orchestrix_django.store", "orchestrix_django.projections", "orchestrix_django.admin",
-        "orchestrix_django.operations", "orchestrix_django.cloudevents", "orchestrix_django.api",
+        "orchestrix_django.storage.events",
+        "orchestrix_django.projections.runner",
+        "orchestrix_django.admin",
+        "orchestrix_django.operations",
+        "orchestrix_django.storage.cloudevents",
+        "orchestrix_django.api",
         "orchestrix_django.management.commands.orchestrix_status",
         "orchestrix_django.management.commands.orchestrix_export",
         "orchestrix_django.management.commands.orchestrix_import",

@@ -17,8 +17,6 @@ from django.test import override_settings
 from django.test.utils import isolate_apps
 
 from orchestrix.core.serialization.registry import default_registry
-from orchestrix_django.append_only import guard_problems
-from orchestrix_django.conf import DEFAULTS, orchestrix_settings
 from orchestrix_django.models import (
     AppendLock,
     DeadLetterRecord,
@@ -28,7 +26,9 @@ from orchestrix_django.models import (
     SnapshotRecord,
     StreamRecord,
 )
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.settings import DEFAULTS, orchestrix_settings
+from orchestrix_django.storage.append_only import guard_problems
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django import check_fixtures
 from tests.django.testapp.events import AccountOpened
 

@@ -30,7 +30,8 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import QuerySet
 from django.test import TransactionTestCase
 
-from orchestrix_django.append_only import (
+from orchestrix_django.models import EventMutationPermit, EventRecord
+from orchestrix_django.storage.append_only import (
     DELETE_TRIGGER,
     UPDATE_TRIGGER,
     EventMutationError,
@@ -38,8 +39,7 @@ from orchestrix_django.append_only import (
     guard_problems,
     install_guard,
 )
-from orchestrix_django.models import EventMutationPermit, EventRecord
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp.events import MoneyDeposited
 from tests.django.testapp.models import ArchivedEvent, EventRecordProxy
 

@@ -34,8 +34,8 @@ import redis
 from django.conf import settings as django_settings
 from django.db import connection
 
-from orchestrix_django.log_console import ConsoleFallbackHandler, install_console_handler
 from orchestrix_django.models import EventRecord, ProjectionStateRecord
+from orchestrix_django.observability.console import ConsoleFallbackHandler, install_console_handler
 from tests.django.test_celery_projections import free_port
 from tests.docs_examples import blocks_of
 
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 
 from orchestrix.core.messaging.message import Event
-from orchestrix_django.projections import DjangoProjection
+from orchestrix_django.projections.runner import DjangoProjection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +79,7 @@ def placed(event: OrderPlaced) -> None:
 """
 
 SAVE = (
-    "from shop import OrderPlaced; from orchestrix_django.store import DjangoEventStore; "
+    "from shop import OrderPlaced; from orchestrix_django.storage.events import DjangoEventStore; "
     "DjangoEventStore().save('{order}', [OrderPlaced(order_id='{order}', total={total})])"
 )
 

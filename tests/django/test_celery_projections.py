@@ -39,14 +39,14 @@ from django.test import override_settings
 
 from orchestrix_django.celery import CATCH_UP_ENTRY, beat_schedule
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projection_store import DjangoProjectionStateStore
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     catch_up,
     get_projection,
     pause,
     reset_projection,
 )
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 from orchestrix_django.tasks import (
     MessageIdsFilter,
     advance_projection,

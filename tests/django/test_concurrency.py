@@ -18,7 +18,7 @@ from django.db import connections, transaction
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix_django.models import EventRecord
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp.events import MoneyDeposited
 from tests.django.worker_pool import run_workers
 

@@ -1,6 +1,6 @@
 """Personal data encrypted per data subject, and forgotten by deleting its key.
 
-See orchestrix_django.personal_data. The event is the test app's
+See orchestrix_django.storage.personal_data. The event is the test app's
 ``PersonRegistered``: ``email`` and ``name`` (str, no default), ``phone``
 (optional) and ``nickname`` (with a default) are personal; ``customer_id`` is
 its subject, ``plan`` and ``credit`` stay readable.
@@ -28,17 +28,17 @@ from django.test import override_settings
 from orchestrix.core.common.exceptions import EventDecodeError
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.registry import EventRegistry, default_registry
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.models import EventRecord, SubjectKey
-from orchestrix_django.personal_data import (
+from orchestrix_django.projections.runner import catch_up, get_projection, reset_projection
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.personal_data import (
     ENCRYPTED_TAG,
     ERASED,
     SubjectErasedError,
     forget_subject,
     personal_fields,
 )
-from orchestrix_django.projections import catch_up, get_projection, reset_projection
-from orchestrix_django.store import DjangoEventStore
 from tests.django.ops_helpers import command, failing
 from tests.django.testapp.events import PersonRegistered
 from tests.django.testapp.models import AppliedEvent
@@ -214,7 +214,7 @@ def test_first_keys_of_a_subject_made_by_two_writers_at_once(encrypted: None) ->
 
 def test_first_key_race_lost_uses_the_winners_key(encrypted: None) -> None:
     """Deterministically: the key appears between the look-up and the insert."""
-    from orchestrix_django import personal_data
+    from orchestrix_django.storage import personal_data
 
     customer = f"customer-{uuid.uuid4()}"
     first = registered(customer)

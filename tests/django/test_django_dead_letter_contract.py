@@ -29,8 +29,8 @@ from orchestrix.testing.dead_letter_contract import (
     DeadLetterContractEvent,
     DeadLetterQueueContract,
 )
-from orchestrix_django.dead_letter_store import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
 from orchestrix_django.models import DeadLetterRecord
+from orchestrix_django.storage.dead_letters import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,7 +85,7 @@ def test_an_event_whose_type_is_unknown_comes_back_without_message(
 ) -> None:
     queue = DjangoDeadLetterQueue(registry=EventRegistry())  # knows no event class
     letter = queue.park(event(), failure(), source="s")
-    with caplog.at_level(logging.WARNING, logger="orchestrix_django.dead_letter_store"):
+    with caplog.at_level(logging.WARNING, logger="orchestrix_django.storage.dead_letters"):
         stored = queue.get(letter.id)
     assert caplog.records == []  # expected for commands and foreign types: no warning
     assert stored is not None
@@ -100,7 +100,7 @@ def test_an_undecodable_payload_comes_back_without_message(
     queue = DjangoDeadLetterQueue()
     letter = queue.park(event(), failure(), source="s")
     DeadLetterRecord.objects.filter(pk=letter.id).update(payload={"type": "X", "garbage": True})
-    with caplog.at_level(logging.WARNING, logger="orchestrix_django.dead_letter_store"):
+    with caplog.at_level(logging.WARNING, logger="orchestrix_django.storage.dead_letters"):
         (listed,) = queue.list(source="s")
     assert listed.id == letter.id
     assert listed.message is None

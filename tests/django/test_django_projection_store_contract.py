@@ -28,7 +28,7 @@ from orchestrix.testing.projection_contract import (
     ProjectionStateStoreContract,
 )
 from orchestrix_django.models import ProjectionStateRecord
-from orchestrix_django.projection_store import (
+from orchestrix_django.storage.projection_state import (
     AsyncDjangoProjectionStateStore,
     DjangoProjectionStateStore,
     StoredProjectionState,

@@ -27,7 +27,7 @@ from orchestrix.core.execution.saga import (
 )
 from orchestrix.testing.saga_contract import SagaStateStoreContract
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.saga_store import AsyncDjangoSagaStateStore, DjangoSagaStateStore
+from orchestrix_django.storage.saga_state import AsyncDjangoSagaStateStore, DjangoSagaStateStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -145,7 +145,7 @@ WORKER = textwrap.dedent(
     django.setup()
     from orchestrix.core.common.exceptions import ConcurrencyError
     from orchestrix.core.execution.saga import SagaState
-    from orchestrix_django.saga_store import DjangoSagaStateStore
+    from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 
     store = DjangoSagaStateStore()
     saga_id, writer = sys.argv[2], sys.argv[3]

@@ -30,7 +30,7 @@ from django.db import connection, models
 from django.test import override_settings
 
 from orchestrix_django import bus as bus_module
-from orchestrix_django.conf import DEFAULTS, IMPORT_STRINGS
+from orchestrix_django.settings import DEFAULTS, IMPORT_STRINGS
 from tests.docs_examples import (
     DOCS_DIR,
     Block,

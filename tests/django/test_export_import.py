@@ -21,7 +21,7 @@ from django.db import connections
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import EventRecord, StreamRecord
 from orchestrix_django.signals import events_committed
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.ops_helpers import command, failing, insert_row, new_id, open_account
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 

@@ -34,9 +34,9 @@ from orchestrix.core.common.exceptions import (
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.codec import EncodedEvent
-from orchestrix_django.append_only import allow_event_mutation
 from orchestrix_django.models import EventRecord, StreamRecord
-from orchestrix_django.store import (
+from orchestrix_django.storage.append_only import allow_event_mutation
+from orchestrix_django.storage.events import (
     MARIADB_MAX_JSON_DEPTH,
     MAX_EVENT_BYTES,
     MAX_JSON_DEPTH,

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from orchestrix_django.models import EventRecord
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp.events import MoneyDeposited
 
 pytestmark = pytest.mark.django_db

@@ -47,9 +47,9 @@ from orchestrix_django.bus import (
     reset_bus,
     wire_modules,
 )
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
 from orchestrix_django.models import DeadLetterRecord, EventRecord
-from orchestrix_django.store import DjangoAsyncEventStore, DjangoEventStore
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
+from orchestrix_django.storage.events import DjangoAsyncEventStore, DjangoEventStore
 from tests.django.testapp import modules as testapp_modules
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 

@@ -20,10 +20,10 @@ from django.db.utils import load_backend
 
 from orchestrix.core.common.exceptions import ConcurrencyError
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository
-from orchestrix_django.append_only import allow_event_mutation
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projection_store import DjangoProjectionStateStore
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.append_only import allow_event_mutation
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 from tests.django.testapp.events import AccountOpened, BankAccount, MoneyDeposited
 
 pytestmark = pytest.mark.django_db(transaction=True)

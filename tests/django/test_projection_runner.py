@@ -12,9 +12,8 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     CatchUpResult,
     catch_up,
     get_projection,
@@ -25,7 +24,8 @@ from orchestrix_django.projections import (
     retry_parked,
     skip_parked,
 )
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.test_hostile_input import insert_raw
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import AccountOpened, MoneyDeposited

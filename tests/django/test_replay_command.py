@@ -25,7 +25,7 @@ from django.test import override_settings
 
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import ActiveProjection, EventRecord
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     CatchUpResult,
     DjangoProjection,
     NotCaughtUpError,
@@ -39,7 +39,7 @@ from orchestrix_django.projections import (
     rebuild,
     switch_projection,
 )
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 from tests.django.testapp.models import AccountBalance, AppliedEvent

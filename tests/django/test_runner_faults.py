@@ -29,19 +29,19 @@ from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import get_observability, init_observability
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.infrastructure.memory.observability import InMemoryMetricsProvider
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
-from orchestrix_django.faults import FaultKind, fault_kind, is_database_fault
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     DjangoProjection,
     catch_up,
     get_projection,
     projection_status,
     reset_projection,
 )
-from orchestrix_django.saga_locks import PG_NAMESPACE, _mysql_name, _pg_key
-from orchestrix_django.saga_store import DjangoSagaStateStore
-from orchestrix_django.sagas import run_saga
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.sagas.locks import PG_NAMESPACE, _mysql_name, _pg_key
+from orchestrix_django.sagas.runner import run_saga
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.faults import FaultKind, fault_kind, is_database_fault
+from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.fault_helpers import read_model, replay_mismatches
 from tests.django.test_faults import backend_id, cut
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
@@ -276,8 +276,8 @@ def test_the_periodic_tasks_and_the_sweep_note_a_locked_database_and_fail_nothin
     """The Celery periodic catch-up, the Celery sweep and the embedded sweep meet a lock."""
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's own lock")
-    from orchestrix_django.saga_runner import EmbeddedSagaRunner
     from orchestrix_django.saga_tasks import sweep_sagas
+    from orchestrix_django.sagas.sweep import EmbeddedSagaRunner
     from orchestrix_django.tasks import catch_up_projections
 
     nothing: dict[str, list[str]] = {"timed_out": [], "deadlines": [], "resumed": []}

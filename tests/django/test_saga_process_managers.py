@@ -19,9 +19,14 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus
 from orchestrix.core.messaging.message import Event
 from orchestrix_django import bus as bus_module
 from orchestrix_django.bus import get_bus
-from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.process_managers import (
+from orchestrix_django.projections.runner import (
+    catch_up,
+    projection_status,
+    reset_projection,
+    retry_parked,
+)
+from orchestrix_django.sagas.process_managers import (
     CommandDispatchError,
     Process,
     ProcessManager,
@@ -29,14 +34,9 @@ from orchestrix_django.process_managers import (
     fire_due_timeouts,
     process_managers,
 )
-from orchestrix_django.projections import (
-    catch_up,
-    projection_status,
-    reset_projection,
-    retry_parked,
-)
-from orchestrix_django.saga_store import DjangoSagaStateStore
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.testapp import modules as testapp_modules
 from tests.django.testapp.sagas import (
     OrderCancelled,

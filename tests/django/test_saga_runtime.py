@@ -27,9 +27,8 @@ from orchestrix.core.common.retry import FixedDelay
 from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep, StepStatus
 from orchestrix.core.messaging.message import Command
 from orchestrix_django.models import EventRecord, SagaStateRecord
-from orchestrix_django.saga_locks import SagaRunLock, saga_is_running
-from orchestrix_django.saga_store import DjangoSagaStateStore
-from orchestrix_django.sagas import (
+from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
+from orchestrix_django.sagas.runner import (
     DjangoSaga,
     current_saga,
     expire_overdue_sagas,
@@ -39,6 +38,7 @@ from orchestrix_django.sagas import (
     sagas,
     start_saga,
 )
+from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.testapp import modules as testapp_modules
 from tests.django.testapp.models import SagaStepCall
 from tests.django.testapp.sagas import (
@@ -408,7 +408,7 @@ HOLDER = textwrap.dedent(
     import django
 
     django.setup()
-    from orchestrix_django.saga_locks import SagaRunLock
+    from orchestrix_django.sagas.locks import SagaRunLock
 
     print("locked" if SagaRunLock(sys.argv[1]).acquire() else "busy", flush=True)
     time.sleep(120)

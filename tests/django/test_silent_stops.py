@@ -27,7 +27,7 @@ from django.conf import settings as django_settings
 from django.core.checks import run_checks
 
 from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     catch_up,
     get_projection,
     pause,
@@ -37,7 +37,7 @@ from orchestrix_django.projections import (
     resume,
 )
 from orchestrix_django.queues import inspect_queues
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.celery_app import app as celery_app
 from tests.django.ops_helpers import command, failing, open_account
 from tests.django.test_celery_projections import Worker, all_logs, free_port, running

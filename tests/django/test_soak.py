@@ -38,8 +38,8 @@ import pytest
 from django.db import connection
 
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.projection_store import DjangoProjectionStateStore
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 from tests.django.fault_helpers import (
     ALL_PROJECTIONS,
     Process,

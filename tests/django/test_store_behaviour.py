@@ -42,7 +42,7 @@ from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegi
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import EventRecord, SnapshotRecord, StreamRecord
 from orchestrix_django.signals import events_committed
-from orchestrix_django.store import DjangoAsyncEventStore, DjangoEventStore
+from orchestrix_django.storage.events import DjangoAsyncEventStore, DjangoEventStore
 from tests.django.testapp.events import AccountOpened, BankAccount, MoneyDeposited
 
 pytestmark = pytest.mark.django_db

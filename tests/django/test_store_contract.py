@@ -13,7 +13,7 @@ from orchestrix.testing.event_store_contract import (
     EventStoreContract,
     GlobalEventLogContract,
 )
-from orchestrix_django.store import DjangoAsyncEventStore, DjangoEventStore
+from orchestrix_django.storage.events import DjangoAsyncEventStore, DjangoEventStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,7 +23,7 @@ from orchestrix.core.common.exceptions import EncodeError, EventDecodeError
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.codec import TAG, EncodedEvent, EventCodec
 from orchestrix_django.models import EventRecord
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.core.test_typed_encoding import draw_field, equal, generated_event
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -58,7 +58,7 @@ def _setup() -> None:
 
 def _race(args: dict[str, Any]) -> dict[str, Any]:
     from orchestrix.core.common.exceptions import ConcurrencyError
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
     from tests.django.testapp.events import MoneyDeposited
 
     store = DjangoEventStore()
@@ -77,7 +77,7 @@ def _race(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _save_batch(args: dict[str, Any]) -> dict[str, Any]:
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
     from tests.django.testapp.events import MoneyDeposited
 
     events = [
@@ -95,7 +95,7 @@ def _write(args: dict[str, Any]) -> dict[str, Any]:
     from django.db import transaction
 
     from orchestrix.core.common.exceptions import ConcurrencyError
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
     from tests.django.testapp.events import MoneyDeposited
 
     store = DjangoEventStore()
@@ -155,8 +155,8 @@ def _retrying(action: Any, stats: dict[str, int], give_up_after: float = 60.0) -
 def _soak_write(args: dict[str, Any]) -> dict[str, Any]:
     from orchestrix.core.common.exceptions import ConcurrencyError
     from orchestrix.core.messaging.message import Event
-    from orchestrix_django.sagas import start_saga
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.sagas.runner import start_saga
+    from orchestrix_django.storage.events import DjangoEventStore
     from tests.django.testapp.events import AccountOpened, MoneyDeposited
 
     store = DjangoEventStore()
@@ -214,7 +214,7 @@ def _soak_write(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _soak_read(args: dict[str, Any]) -> dict[str, Any]:
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
 
     store = DjangoEventStore()
     rng = random.Random(args["seed"])
@@ -239,8 +239,8 @@ def _wait_caught_up(args: dict[str, Any]) -> dict[str, Any]:
     """Wait until the projections are at the head (and the sagas ``args["sagas"]`` finished)."""
     from orchestrix.core.execution.saga import SagaStatus
     from orchestrix_django.models import SagaStateRecord
-    from orchestrix_django.projection_store import DjangoProjectionStateStore
-    from orchestrix_django.store import DjangoEventStore
+    from orchestrix_django.storage.events import DjangoEventStore
+    from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
     sagas = args.get("sagas", [])
     finished = [SagaStatus.COMPLETED.value, SagaStatus.FAILED.value]
@@ -260,9 +260,9 @@ def _wait_caught_up(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _verify(args: dict[str, Any]) -> dict[str, Any]:
-    from orchestrix_django.dead_letter_store import DjangoDeadLetterQueue
     from orchestrix_django.models import EventRecord, SagaStateRecord
-    from orchestrix_django.projections import projection_status
+    from orchestrix_django.projections.runner import projection_status
+    from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
     from tests.django.fault_helpers import lost_and_extra, replay_mismatches
 
     with open(args["committed_file"], encoding="utf-8") as file:

@@ -17,7 +17,7 @@ from example_project.common.commands import build_command
 from example_project.orders.events import OrderPlaced
 from orchestrix.core.common.validation import ValidationError
 from orchestrix_django.models import EventRecord, SagaStateRecord
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.example.conftest import DemoRun
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ Stored events are append-only: the database's triggers refuse to delete (and,
 on PostgreSQL, to truncate) them, so Django's own ``flush`` would fail on a
 database with the event table. This command, which replaces Django's in every
 project that installs ``orchestrix_django``, runs it inside
-:func:`~orchestrix_django.append_only.allow_event_mutation` when
+:func:`~orchestrix_django.storage.append_only.allow_event_mutation` when
 
 * the database is a test database set up by Django's test runner or
   pytest-django: ``TransactionTestCase``, ``LiveServerTestCase`` and
@@ -33,9 +33,9 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 
-from orchestrix_django.append_only import EVENT_TABLE, PERMIT_TABLE, allow_event_mutation
 from orchestrix_django.management.console import confirm, count
 from orchestrix_django.models import EventRecord
+from orchestrix_django.storage.append_only import EVENT_TABLE, PERMIT_TABLE, allow_event_mutation
 
 __all__ = ["Command"]
 

@@ -1,7 +1,7 @@
 """``python manage.py orchestrix_append_only``: is the database guard of stored events in place?
 
 Without options it reports the triggers that keep ``orchestrix_event``
-append-only (see :mod:`orchestrix_django.append_only`) and exits 1, saying
+append-only (see :mod:`orchestrix_django.storage.append_only`) and exits 1, saying
 what is missing or disabled, when the guard is not whole. ``--install`` puts
 it back (as a database user who may create triggers); ``--sql`` prints the
 statements instead, for a DBA to run.
@@ -14,14 +14,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from orchestrix_django.append_only import (
+from orchestrix_django.management.console import database_alias
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.append_only import (
     GuardInstall,
     guard_problems,
     guard_script,
     install_guard,
 )
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.management.console import database_alias
 
 __all__ = ["Command"]
 

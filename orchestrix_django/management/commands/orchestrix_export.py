@@ -4,13 +4,13 @@ One event per line, in the order of the global log, each as stored: its id,
 type, time, schema version, data and metadata untouched (neither decoded nor
 upcast), and its place in the extension attributes ``streamid``,
 ``streamversion``, ``position`` and ``aggregatetype`` (see
-:mod:`orchestrix_django.cloudevents`). ``orchestrix_import`` reads it back
+:mod:`orchestrix_django.storage.cloudevents`). ``orchestrix_import`` reads it back
 into another database, keeping ids, versions, order and metadata.
 
 The export reads keyset pages of ``READ_CHUNK_SIZE`` rows up to the head of
 the log as it was when the export started: events committed meanwhile are
 left for the next export (``--after-position``). Appends commit in position
-order (see :mod:`orchestrix_django.store`), so no event below the head is
+order (see :mod:`orchestrix_django.storage.events`), so no event below the head is
 missed.
 """
 
@@ -22,8 +22,6 @@ from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from orchestrix_django.cloudevents import record_cloudevent
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
@@ -34,8 +32,10 @@ from orchestrix_django.management.console import (
     positive_int,
 )
 from orchestrix_django.management.event_rows import aggregate_types, rows_by_position, to_record
-from orchestrix_django.projections import CatchUpResult
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import CatchUpResult
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.cloudevents import record_cloudevent
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
 

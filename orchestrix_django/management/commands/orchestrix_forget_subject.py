@@ -1,7 +1,7 @@
 """``python manage.py orchestrix_forget_subject ID --yes``: crypto-shred a data subject.
 
 Deletes the data key of subject ``ID`` (see
-:mod:`orchestrix_django.personal_data`): the personal fields of its events
+:mod:`orchestrix_django.storage.personal_data`): the personal fields of its events
 read as placeholders from then on, for good; the events themselves stay.
 Without ``--yes`` it asks for confirmation on a terminal, and refuses
 elsewhere. Exits 1 when the subject has no key (an unknown id: nothing of it
@@ -15,10 +15,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import database_alias
 from orchestrix_django.models import SubjectKey
-from orchestrix_django.personal_data import forget_subject
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.personal_data import forget_subject
 
 __all__ = ["Command"]
 

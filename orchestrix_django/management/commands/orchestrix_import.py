@@ -39,8 +39,6 @@ from django.db import transaction
 from django.db.models import Max
 
 from orchestrix.core.common.exceptions import OrchestrixError
-from orchestrix_django.cloudevents import StoredRecord, parse_record
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
@@ -49,8 +47,10 @@ from orchestrix_django.management.console import (
     positive_int,
 )
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections import CatchUpResult
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import CatchUpResult
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.cloudevents import StoredRecord, parse_record
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
 

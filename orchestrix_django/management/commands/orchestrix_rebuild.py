@@ -4,8 +4,8 @@ The new version of a projection (a second ``DjangoProjection`` with its own
 id and tables, listed in ``ORCHESTRIX["PROJECTIONS"]`` beside the old one) is
 caught up while the old one keeps serving; once it is at the head of the
 log, readers of the read model are switched to it in one transaction and the
-old one is paused (see :func:`~orchestrix_django.projections.rebuild`).
-Read-side code asks :func:`~orchestrix_django.projections.active_projection`
+old one is paused (see :func:`~orchestrix_django.projections.runner.rebuild`).
+Read-side code asks :func:`~orchestrix_django.projections.runner.active_projection`
 which version to read.
 
 Interrupted (SIGINT/SIGTERM, ``--timeout``) or stopped at a failing event,
@@ -31,7 +31,7 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     RebuildError,
     RebuildResult,
     batch_size_override,
@@ -50,7 +50,7 @@ class Command(BaseCommand):
         "Zero-downtime rebuild: catch up NEW (a new version of a projection, with its own "
         "tables, listed in ORCHESTRIX['PROJECTIONS'] beside the live one) while the live "
         "projection given with --replace keeps serving; once NEW is at the head of the "
-        "log, switch the readers (orchestrix_django.projections.active_projection) to it "
+        "log, switch the readers (orchestrix_django.projections.runner.active_projection) to it "
         "and pause the old one, in one transaction. Interrupted or failing, nothing is "
         "switched and running the command again continues where it stopped. Switch back "
         "by swapping the two ids."

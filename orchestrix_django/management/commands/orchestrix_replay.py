@@ -1,7 +1,7 @@
 """``python manage.py orchestrix_replay <projection>``: rebuild a read model in place.
 
 Clears the projection's read model (its ``on_reset`` hooks) and checkpoint in
-one transaction (:func:`~orchestrix_django.projections.reset_projection`),
+one transaction (:func:`~orchestrix_django.projections.runner.reset_projection`),
 then catches up from the start of the log with a progress display. Readers
 see an incomplete read model until it has caught up; ``orchestrix_rebuild``
 builds a new version beside the live one instead, with no downtime.
@@ -27,7 +27,7 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     CatchUpResult,
     DjangoProjection,
     batch_size_override,
@@ -35,7 +35,7 @@ from orchestrix_django.projections import (
     projection_status,
     reset_projection,
 )
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
 

@@ -1,7 +1,7 @@
 """``python manage.py orchestrix_run``: the in-process runner (the embedded default, no broker).
 
 The runner keeps the configured projections up to date from this process:
-it catches each one up (:func:`~orchestrix_django.projections.catch_up`, one
+it catches each one up (:func:`~orchestrix_django.projections.runner.catch_up`, one
 transaction per batch), then waits until it is woken, either by the
 ``events_committed`` signal of a commit in this process or by the poll
 interval (for events other processes write), and goes again. Projections
@@ -20,7 +20,7 @@ it in a thread and stop it with :meth:`EmbeddedRunner.stop`).
 
 When ``ORCHESTRIX["SAGAS"]`` (or a process manager) is configured and no
 ``--projection`` is chosen, the command also runs the sagas in this process
-(:class:`~orchestrix_django.saga_runner.EmbeddedSagaRunner`, a thread of its
+(:class:`~orchestrix_django.sagas.sweep.EmbeddedSagaRunner`, a thread of its
 own): every poll interval it times out overdue sagas, fires the due deadlines
 of process managers and runs the sagas nobody runs (PENDING ones started with
 ``WAKE_UP = "none"``, and those whose runner died). A stop lets the saga in
@@ -43,8 +43,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.faults import drop_broken_connections
 from orchestrix_django.management.console import (
     GracefulStop,
     count,
@@ -53,14 +51,16 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     CatchUpResult,
     DjangoProjection,
     catch_up,
     projection_status,
     projections,
 )
+from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.signals import events_committed
+from orchestrix_django.storage.faults import drop_broken_connections
 
 __all__ = ["Command", "EmbeddedRunner", "Turn"]
 
@@ -100,7 +100,7 @@ class EmbeddedRunner:
 
     A database fault (a lost connection, a restart, a deadlock) is ridden
     out inside the projection's catch-up (see
-    :mod:`orchestrix_django.faults`) and reported in its turn's result. A
+    :mod:`orchestrix_django.storage.faults`) and reported in its turn's result. A
     projection that raises anything else (a reset hook is broken, …) is
     reported in its turn and tried again after a growing pause, while the
     others go on; a projection stopped at a failing event stays stopped
@@ -353,7 +353,7 @@ class Command(BaseCommand):
         """The saga runner, unless sagas are left out (no saga, --no-sagas, --projection)."""
         if options["no_sagas"] or options["projection_ids"]:
             return None
-        from orchestrix_django.saga_runner import EmbeddedSagaRunner, has_saga_work
+        from orchestrix_django.sagas.sweep import EmbeddedSagaRunner, has_saga_work
 
         if not has_saga_work():
             return None

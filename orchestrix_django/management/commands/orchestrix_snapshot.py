@@ -29,7 +29,6 @@ from orchestrix.core.eventsourcing.aggregate import (
     AggregateRepository,
     AggregateRoot,
 )
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
@@ -38,8 +37,9 @@ from orchestrix_django.management.console import (
     positive_int,
 )
 from orchestrix_django.models import SnapshotRecord, StreamRecord
-from orchestrix_django.projections import CatchUpResult
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import CatchUpResult
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
 

@@ -16,7 +16,7 @@
 
 A projection is *stalled* when events wait after its checkpoint and nothing
 has advanced it for ``ORCHESTRIX["STALLED_AFTER"]`` seconds
-(:func:`~orchestrix_django.projections.is_stalled`): no runner holds it.
+(:func:`~orchestrix_django.projections.runner.is_stalled`): no runner holds it.
 
 ``--json`` writes the same as one JSON object (for monitoring). ``--check``
 makes the command exit 1, saying what is wrong, when a projection is
@@ -38,8 +38,6 @@ from django.utils import timezone
 
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
-from orchestrix_django.append_only import guard_problems
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     count,
     positive_float,
@@ -47,18 +45,20 @@ from orchestrix_django.management.console import (
     stopped_advice,
 )
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord, SagaStateRecord
-from orchestrix_django.projections import (
+from orchestrix_django.projections.runner import (
     ProjectionStatus,
     projection_status,
     projections,
     stalled_after,
 )
 from orchestrix_django.queues import DEFAULT_TIMEOUT, QueueReport
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.append_only import guard_problems
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
 
-#: Saga statuses whose deadline still matters (as in orchestrix_django.sagas).
+#: Saga statuses whose deadline still matters (as in orchestrix_django.sagas.runner).
 _DEADLINE_STATUSES = (SagaStatus.PENDING.value, SagaStatus.IN_PROGRESS.value)
 
 #: The longest last error shown in the table (``--json`` has all of it).

@@ -10,7 +10,7 @@ the log), and checks for each event that
 * it upcasts to the latest schema version of its type;
 
 and that the database's triggers keep the events append-only
-(:func:`~orchestrix_django.append_only.guard_problems`).
+(:func:`~orchestrix_django.storage.append_only.guard_problems`).
 
 It lists every bad event (its stream, version, type and position, and the
 reason) and exits 1, saying what to do about each kind of problem; 0 when
@@ -31,8 +31,6 @@ from orchestrix.core.common.exceptions import (
     UpcastError,
 )
 from orchestrix.core.serialization.codec import EventCodec
-from orchestrix_django.append_only import guard_problems
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
@@ -42,8 +40,10 @@ from orchestrix_django.management.console import (
 )
 from orchestrix_django.management.event_rows import Row, rows_by_stream, to_record
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections import CatchUpResult
-from orchestrix_django.store import DjangoEventStore
+from orchestrix_django.projections.runner import CatchUpResult
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.append_only import guard_problems
+from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["LISTED", "Command"]
 

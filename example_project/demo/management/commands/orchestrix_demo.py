@@ -43,12 +43,17 @@ from example_project.demo.models import DemoRun
 from example_project.demo.report import summarise
 from example_project.demo.workload import SIZES, Tally, Workload
 from orchestrix.core.execution.saga import SagaStatus
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.projections import CatchUpResult, catch_up, projection_status, projections
-from orchestrix_django.saga_runner import EmbeddedSagaRunner
-from orchestrix_django.sagas import resume_sagas, sagas
+from orchestrix_django.projections.runner import (
+    CatchUpResult,
+    catch_up,
+    projection_status,
+    projections,
+)
+from orchestrix_django.sagas.runner import resume_sagas, sagas
+from orchestrix_django.sagas.sweep import EmbeddedSagaRunner
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["Command"]
 

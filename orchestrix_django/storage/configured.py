@@ -11,7 +11,7 @@ from orchestrix.core.common.observability import ObservabilityHooks, get_observa
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.serialization.codec import EventCodec
 from orchestrix.core.serialization.registry import EventRegistry
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["DatabaseBound", "EventDecoding", "configured_observability"]
 
@@ -55,7 +55,7 @@ class EventDecoding(DatabaseBound):
         """The codec events are encoded and decoded with (the configured registry's).
 
         With ``ENCRYPT_PERSONAL_DATA`` on, a
-        :class:`~orchestrix_django.personal_data.PersonalDataCodec`, which
+        :class:`~orchestrix_django.storage.personal_data.PersonalDataCodec`, which
         decrypts personal fields before decoding.
         """
         decrypts = bool(orchestrix_settings.ENCRYPT_PERSONAL_DATA)
@@ -65,7 +65,7 @@ class EventDecoding(DatabaseBound):
             if registry is None:
                 registry = orchestrix_settings.EVENT_REGISTRY
             if decrypts:
-                from orchestrix_django.personal_data import PersonalDataCodec
+                from orchestrix_django.storage.personal_data import PersonalDataCodec
 
                 self._codec = PersonalDataCodec(registry, self.using)
             else:

@@ -83,8 +83,8 @@ from orchestrix.core.common.exceptions import EventDecodeError
 from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event
 from orchestrix.core.serialization.codec import EncodedEvent, EventCodec, JsonValue
 from orchestrix.core.serialization.registry import EventRegistry
-from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.models import SubjectKey
+from orchestrix_django.settings import orchestrix_settings
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

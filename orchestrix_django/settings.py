@@ -2,7 +2,7 @@
 
 Usage (the pattern Django REST framework made familiar)::
 
-    from orchestrix_django.conf import orchestrix_settings
+    from orchestrix_django.settings import orchestrix_settings
     orchestrix_settings.DATABASE
 
 Every key has a default (see :data:`DEFAULTS`); dotted paths in
@@ -86,7 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "STALLED_AFTER": None,
     # DjangoSaga objects (or core Sagas on a DjangoSagaStateStore), dotted paths,
     # that DjangoSaga.start() / start_saga() start and the workers or
-    # ``orchestrix_run`` execute (see orchestrix_django.sagas). Process managers
+    # ``orchestrix_run`` execute (see orchestrix_django.sagas.runner). Process managers
     # are projections: they go in PROJECTIONS.
     "SAGAS": [],
     # Seconds between two runs of the periodic ``orchestrix.sweep_sagas`` task
@@ -96,7 +96,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds an unfinished saga that nobody runs must have been idle before the
     # sweep sends it to the workers again (its task was lost).
     "SAGA_RESUME_AFTER": 60,
-    # -- personal data (orchestrix_django.personal_data; needs the "encryption" extra)
+    # -- personal data (orchestrix_django.storage.personal_data; needs the "encryption" extra)
     # Encrypt the fields event classes declare personal (``personal_data``) with
     # a key per data subject, so that orchestrix_forget_subject makes them
     # unreadable (crypto-shredding). Once events are stored encrypted, keep it on.
@@ -232,6 +232,6 @@ orchestrix_settings = OrchestrixSettings()
 def _reload_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "ORCHESTRIX":
         orchestrix_settings.reload()
-        from orchestrix_django.projections import reset_registry
+        from orchestrix_django.projections.runner import reset_registry
 
         reset_registry()

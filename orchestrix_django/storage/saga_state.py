@@ -28,8 +28,8 @@ from django.db.models import QuerySet
 
 from orchestrix.core.common.exceptions import ConcurrencyError
 from orchestrix.core.execution.saga import SagaState, SagaStatus
-from orchestrix_django.configured import DatabaseBound
 from orchestrix_django.models import SagaStateRecord
+from orchestrix_django.storage.configured import DatabaseBound
 
 __all__ = ["AsyncDjangoSagaStateStore", "DjangoSagaStateStore"]
 

@@ -33,8 +33,8 @@ from django.db.models import QuerySet
 from django.db.transaction import TransactionManagementError
 
 from orchestrix.core.eventsourcing.projection import ProjectionState
-from orchestrix_django.configured import DatabaseBound
 from orchestrix_django.models import ProjectionStateRecord
+from orchestrix_django.storage.configured import DatabaseBound
 
 __all__ = [
     "AsyncDjangoProjectionStateStore",

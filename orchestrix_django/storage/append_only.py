@@ -84,7 +84,7 @@ MYSQL_TRIGGER_REFUSALS = frozenset({1419, 1142, 1227})
 _REFUSAL = (
     "orchestrix_event is append-only: {action} of stored events is refused. Correct history "
     "by appending events; to change stored rows anyway use "
-    "orchestrix_django.append_only.allow_event_mutation()"
+    "orchestrix_django.storage.append_only.allow_event_mutation()"
 )
 
 #: Database aliases whose events the current context may change.
@@ -103,7 +103,7 @@ class EventMutationError(OrchestrixError):
             f"{action} of stored events is refused: the event log is append-only. "
             "Correct history by appending events (or upcast old ones when reading). "
             "An operator who must change stored rows anyway does it inside "
-            f"orchestrix_django.append_only.allow_event_mutation(using={using!r})."
+            f"orchestrix_django.storage.append_only.allow_event_mutation(using={using!r})."
         )
 
 

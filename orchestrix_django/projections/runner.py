@@ -42,7 +42,7 @@ dead-letter queue and, by ``failure_mode``:
 
 Other projections are never affected by one projection's failure.
 
-A database fault (:mod:`orchestrix_django.faults`: a lost connection, a
+A database fault (:mod:`orchestrix_django.storage.faults`: a lost connection, a
 deadlock), in a handler or in the runner's own queries, is not a handler
 failure: the batch rolls back, and :func:`catch_up` logs it, counts it,
 reconnects and runs the batch again after a capped backoff, until the
@@ -78,15 +78,15 @@ from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.eventsourcing.projection import ProjectionEngine, ProjectionState
 from orchestrix.core.messaging.dead_letter import DeadLetter, DeadLetterStatus
 from orchestrix.core.messaging.message import Event
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.dead_letter_store import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
-from orchestrix_django.faults import FaultComponent, FaultRetry, is_database_fault
 from orchestrix_django.models import ActiveProjection, EventRecord
-from orchestrix_django.projection_store import (
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.dead_letters import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.faults import FaultComponent, FaultRetry, is_database_fault
+from orchestrix_django.storage.projection_state import (
     AsyncDjangoProjectionStateStore,
     DjangoProjectionStateStore,
 )
-from orchestrix_django.store import DjangoEventStore
 
 __all__ = [
     "CatchUpResult",
@@ -178,7 +178,7 @@ class DjangoProjection(ProjectionEngine):
         return hook
 
     def is_fault(self, error: BaseException) -> bool:
-        """Database faults (see :mod:`orchestrix_django.faults`) are not handler failures."""
+        """Database faults (see ``storage.faults``) are not handler failures."""
         return is_database_fault(error)
 
     async def invoke_handler(self, handler: Callable[[Any], Any], event: Event) -> None:

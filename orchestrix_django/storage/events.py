@@ -20,7 +20,7 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   long transactions (``ATOMIC_REQUESTS``) to keep writers flowing.
 * **Few round trips.** On PostgreSQL a save outside a transaction is one
   statement, the ``orchestrix_append`` function (lock, version check, insert,
-  stream row; see :mod:`orchestrix_django.postgresql_append`), committing by
+  stream row; see :mod:`orchestrix_django.storage.postgresql`), committing by
   itself; reads use plain cursors and keyset pages, never server-side cursors.
 * **Events come back as their classes**, decoded through the event registry
   and upcast to the latest schema version; undecodable rows (not JSON, the
@@ -29,7 +29,7 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   :class:`UnknownEventTypeError`, naming the stream, version, type and position.
 * **Personal data encrypted at rest**, when ``ENCRYPT_PERSONAL_DATA`` is on:
   the fields event classes declare personal are encrypted on save with their
-  subject's key and decrypted on read (see :mod:`orchestrix_django.personal_data`).
+  subject's key and decrypted on read (see :mod:`orchestrix_django.storage.personal_data`).
 * **Input it can't store exactly is refused before the database is touched**,
   with a ``ValueError`` (``TypeError`` for a wrong kind of argument) that names
   the event and the field, on every database alike:
@@ -97,12 +97,12 @@ from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.codec import EncodedEvent
 from orchestrix.core.serialization.registry import EventRegistry
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord
-from orchestrix_django.personal_data import PersonalDataCodec, encrypt_events
-from orchestrix_django.postgresql_append import append_parameters, run_append
+from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.signals import events_committed
+from orchestrix_django.storage.configured import EventDecoding
+from orchestrix_django.storage.personal_data import PersonalDataCodec, encrypt_events
+from orchestrix_django.storage.postgresql import append_parameters, run_append
 
 __all__ = ["DjangoAsyncEventStore", "DjangoEventStore"]
 
@@ -301,7 +301,7 @@ class DjangoEventStore(EventDecoding):
         aggregate_type: str | None,
         ids: list[str],
     ) -> list[StoredEvent]:
-        """``_append`` in one statement after the lock (see orchestrix_django.postgresql_append)."""
+        """``_append`` in one statement after the lock (see ``storage.postgresql``)."""
         using = self.using
         connection = connections[using]
         now = timezone.now()

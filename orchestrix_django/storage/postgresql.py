@@ -1,6 +1,6 @@
 """The append of the event store on PostgreSQL: one function call, one round trip.
 
-:class:`~orchestrix_django.store.DjangoEventStore` calls ``orchestrix_append``,
+:class:`~orchestrix_django.storage.events.DjangoEventStore` calls ``orchestrix_append``,
 the PL/pgSQL function of migration ``0004_append_function``: it takes the
 append lock (``pg_advisory_xact_lock``), reads the stream's current version,
 inserts the events only if it is the expected one, and upserts the stream's

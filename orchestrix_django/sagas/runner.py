@@ -48,7 +48,7 @@ That is what makes every step a unit of recovery, without a message per step:
 
 The cost: a saga holds a worker for as long as it runs (its retry delays
 included). Steps that wait for something external should not sleep in a
-step: use a :class:`~orchestrix_django.process_managers.ProcessManager`,
+step: use a :class:`~orchestrix_django.sagas.process_managers.ProcessManager`,
 which waits for events without holding anything.
 
 **Steps must be idempotent.** A step whose worker died mid-call runs again.
@@ -57,7 +57,7 @@ same on every attempt, resume and compensation of that step) and should pass
 it to the systems it calls, so that a repeated call has no second effect.
 
 **One runner at a time.** A runner holds the saga's run lock
-(:mod:`orchestrix_django.saga_locks`) while it executes it; a duplicate
+(:mod:`orchestrix_django.sagas.locks`) while it executes it; a duplicate
 message (Redis redelivers a task that runs longer than its visibility
 timeout) finds the lock taken and does nothing. The lock dies with its
 runner's process, so a crashed worker never blocks its saga.
@@ -92,7 +92,7 @@ the ids in their headers. The ``orchestrix.run_saga`` task carries them in
 its headers too, and logs them.
 
 **Database faults.** A lost connection, a deadlock or another database
-fault (:mod:`orchestrix_django.faults`) in a step, a compensation or a save
+fault (:mod:`orchestrix_django.storage.faults`) in a step, a compensation or a save
 of the saga's state is not the step's failure: nothing is compensated and
 the step's retry policy is not used up. :func:`run_saga` logs and counts the
 fault, reconnects and, after a capped backoff, resumes the saga from its
@@ -138,12 +138,12 @@ from orchestrix.core.execution.saga import (
     _CallPlan,
 )
 from orchestrix.core.messaging.message import Message, causal_fields
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.configured import configured_observability
-from orchestrix_django.faults import FaultComponent, FaultRetry, is_database_fault
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.saga_locks import SagaRunLock, saga_is_running
-from orchestrix_django.saga_store import AsyncDjangoSagaStateStore, DjangoSagaStateStore
+from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.configured import configured_observability
+from orchestrix_django.storage.faults import FaultComponent, FaultRetry, is_database_fault
+from orchestrix_django.storage.saga_state import AsyncDjangoSagaStateStore, DjangoSagaStateStore
 
 __all__ = [
     "DeadlinePassed",
@@ -317,7 +317,7 @@ class DjangoSaga(Saga):
     """A core :class:`~orchestrix.core.execution.saga.Saga` kept in Django (see the module docs).
 
     The positional arguments are the core's. ``state_store`` is a
-    :class:`~orchestrix_django.saga_store.DjangoSagaStateStore` (or its async
+    :class:`~orchestrix_django.storage.saga_state.DjangoSagaStateStore` (or its async
     twin) whose database is used; by default ``ORCHESTRIX["DATABASE"]``.
     Keyword-only:
 
@@ -444,7 +444,7 @@ class DjangoSaga(Saga):
         return self._hooks if self._hooks is not None else configured_observability()
 
     def is_fault(self, error: BaseException) -> bool:
-        """Database faults (see :mod:`orchestrix_django.faults`) are not step failures."""
+        """Database faults (see :mod:`orchestrix_django.storage.faults`) are not step failures."""
         return is_database_fault(error)
 
     # -- starting -------------------------------------------------------------
@@ -745,7 +745,7 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
         reset_registry()
 
 
-setting_changed.connect(_reload, dispatch_uid="orchestrix_django.sagas")
+setting_changed.connect(_reload, dispatch_uid="orchestrix_django.sagas.runner")
 
 
 def get_saga(saga_type: str) -> DjangoSaga:

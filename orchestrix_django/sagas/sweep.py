@@ -1,10 +1,10 @@
 """The saga sweep, and the in-process saga runner of ``orchestrix_run``.
 
 :func:`sweep` is one pass of the work no message asks for: it times out
-overdue sagas (:func:`~orchestrix_django.sagas.expire_overdue_sagas`), fires
+overdue sagas (:func:`~orchestrix_django.sagas.runner.expire_overdue_sagas`), fires
 the due deadlines of process managers
-(:func:`~orchestrix_django.process_managers.fire_due_timeouts`) and resumes
-unfinished sagas that nobody runs (:func:`~orchestrix_django.sagas.resume_sagas`).
+(:func:`~orchestrix_django.sagas.process_managers.fire_due_timeouts`) and resumes
+unfinished sagas that nobody runs (:func:`~orchestrix_django.sagas.runner.resume_sagas`).
 The Celery task ``orchestrix.sweep_sagas`` runs it with ``inline=False`` (the
 sagas themselves go to ``orchestrix.run_saga`` tasks); the embedded runner
 runs it with ``inline=True``, executing the sagas in its own thread.
@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 from django.db import connections
 
-from orchestrix_django.conf import orchestrix_settings
-from orchestrix_django.configured import configured_observability
-from orchestrix_django.faults import FaultComponent, FaultRetry, drop_broken_connections
-from orchestrix_django.process_managers import fire_due_timeouts, process_managers
-from orchestrix_django.sagas import expire_overdue_sagas, resume_sagas, sagas
+from orchestrix_django.sagas.process_managers import fire_due_timeouts, process_managers
+from orchestrix_django.sagas.runner import expire_overdue_sagas, resume_sagas, sagas
+from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.configured import configured_observability
+from orchestrix_django.storage.faults import FaultComponent, FaultRetry, drop_broken_connections
 
 __all__ = ["EmbeddedSagaRunner", "has_saga_work", "sweep"]
 

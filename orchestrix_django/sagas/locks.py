@@ -1,6 +1,6 @@
 """Run locks: at most one runner executes a saga at a time, and a dead runner's lock dies with it.
 
-Optimistic locking on the saga state (see :mod:`orchestrix_django.saga_store`)
+Optimistic locking on the saga state (see :mod:`orchestrix_django.storage.saga_state`)
 keeps two runners from *saving* conflicting states, but not from *calling*
 one step at the same moment: a runner that resumes a saga cannot tell a step
 interrupted by a crash (run it again) from a step another runner is running
@@ -43,7 +43,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from orchestrix_django.conf import orchestrix_settings
+from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["SagaRunLock", "saga_is_running"]
 

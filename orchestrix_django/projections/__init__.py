@@ -1,0 +1,1 @@
+"""Projections run by Django: read models kept up to date from the global log."""

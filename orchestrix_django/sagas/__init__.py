@@ -1,0 +1,1 @@
+"""Sagas run by Django: orchestrated steps, compensations, deadlines and process managers."""

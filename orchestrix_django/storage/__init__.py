@@ -1,0 +1,1 @@
+"""Where Orchestrix keeps its data: events, snapshots, checkpoints, saga state, dead letters."""
