@@ -43,9 +43,8 @@ from orchestrix.core.messaging.dead_letter import (
     DeadLetterNotFoundError,
     DeadLetterStatus,
 )
-from orchestrix.core.messaging.message import Event, Message
+from orchestrix.core.messaging.message import Event, EventRegistry, Message
 from orchestrix.core.serialization.codec import from_cloudevent
-from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import DeadLetterRecord
 

@@ -80,9 +80,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orchestrix.core.common.exceptions import EventDecodeError
-from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event
+from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, EventRegistry
 from orchestrix.core.serialization.codec import EncodedEvent, EventCodec, JsonValue
-from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.models import SubjectKey
 

@@ -94,9 +94,8 @@ from orchestrix.core.eventsourcing.event_store import (
 )
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
-from orchestrix.core.messaging.message import Event
+from orchestrix.core.messaging.message import Event, EventRegistry
 from orchestrix.core.serialization.codec import EncodedEvent
-from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.configured import EventDecoding
 from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord

@@ -19,7 +19,7 @@ from orchestrix.core.common.exceptions import (
     EventDecodeError,
     UnknownEventTypeError,
 )
-from orchestrix.core.messaging.message import Event
+from orchestrix.core.messaging.message import Event, EventRegistry
 from orchestrix.core.serialization.codec import (
     TAG,
     DecodeFailure,
@@ -30,7 +30,6 @@ from orchestrix.core.serialization.codec import (
     from_cloudevent,
     to_cloudevent,
 )
-from orchestrix.core.serialization.registry import EventRegistry
 
 
 class Status(enum.Enum):

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from orchestrix.core.common.exceptions import EventDecodeError
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
-from orchestrix.core.messaging.message import Event
+from orchestrix.core.messaging.message import Event, EventRegistry
 from orchestrix.core.serialization.codec import (
     TAG,
     DecodeFailure,
@@ -46,7 +46,6 @@ from orchestrix.core.serialization.codec import (
     from_cloudevent,
     to_cloudevent,
 )
-from orchestrix.core.serialization.registry import EventRegistry
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

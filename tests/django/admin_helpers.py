@@ -28,8 +28,7 @@ from django.contrib.auth.models import Permission, User
 
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
 from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 from orchestrix_django.models import EventRecord
 from orchestrix_django.saga_store import DjangoSagaStateStore
 from orchestrix_django.store import DjangoEventStore

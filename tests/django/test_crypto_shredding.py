@@ -26,8 +26,7 @@ from django.db import connection, connections
 from django.test import override_settings
 
 from orchestrix.core.common.exceptions import EventDecodeError
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.models import EventRecord, SubjectKey
 from orchestrix_django.personal_data import (

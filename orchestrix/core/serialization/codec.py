@@ -60,8 +60,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Union
 
 from orchestrix.core.common.exceptions import EncodeError, EventDecodeError
-from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, Message
-from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix.core.messaging.message import (
+    CLOUDEVENT_FIELDS,
+    Event,
+    EventRegistry,
+    Message,
+    default_registry,
+)
 
 __all__ = [
     "TAG",
