@@ -10,7 +10,7 @@ from __future__ import annotations
 from orchestrix.core.common.observability import ObservabilityHooks, get_observability
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import EventRegistry
-from orchestrix.core.serialization.codec import EventCodec
+from orchestrix.core.serialization.event_codec import EventCodec
 from orchestrix_django.conf import orchestrix_settings
 
 __all__ = ["DatabaseBound", "EventDecoding", "configured_observability"]

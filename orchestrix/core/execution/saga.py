@@ -62,7 +62,7 @@ from orchestrix.core.common.observability import (
     get_observability,
 )
 from orchestrix.core.common.retry import NoRetry, RetryPolicy
-from orchestrix.core.serialization.codec import decode_value, encode_value
+from orchestrix.core.serialization.values import decode_value, encode_value
 
 __all__ = [
     "InMemorySagaStateStore",

@@ -44,7 +44,8 @@ from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from orchestrix.core.common.exceptions import OrchestrixError
 from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, Message
-from orchestrix.core.serialization.codec import encode_value, to_cloudevent
+from orchestrix.core.serialization.cloudevents import to_cloudevent
+from orchestrix.core.serialization.values import encode_value
 
 __all__ = [
     "AnyDeadLetterQueue",

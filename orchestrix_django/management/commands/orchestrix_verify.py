@@ -30,7 +30,7 @@ from orchestrix.core.common.exceptions import (
     UnknownEventTypeError,
     UpcastError,
 )
-from orchestrix.core.serialization.codec import EventCodec
+from orchestrix.core.serialization.event_codec import EventCodec
 from orchestrix_django.append_only import guard_problems
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.management.console import (
