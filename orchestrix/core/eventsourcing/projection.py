@@ -1,91 +1,10 @@
 """Projections: read models built from the event log, with a durable checkpoint.
 
 A :class:`ProjectionEngine` routes events to the handlers registered with
-:meth:`~ProjectionEngine.on` and remembers, in a :class:`ProjectionState`
-kept by a state store, how far it got (``last_processed_position``)::
-
-    state_store = InMemoryProjectionStateStore()
-    engine = ProjectionEngine("order-summary", state_store)
-
-    @engine.on(OrderCreated)
-    async def on_order_created(event: OrderCreated) -> None:
-        order_totals[event.order_id] = event.total_amount
-
-    await engine.initialize()
-    await engine.process_events(events)
-
-Positions and idempotency
--------------------------
-Events are given either as :class:`~orchestrix.core.eventsourcing.event_store.StoredEvent`
-(from the global log: they carry their ``position``) or as plain events.
-
-* A ``StoredEvent`` whose position is ``<=`` the checkpoint is skipped: a
-  re-delivered batch, or an older event arriving late, does nothing. Positions
-  may have gaps; they must only grow (the global log guarantees it).
-* A plain event gets position ``checkpoint + 1``. It is skipped when its id is
-  the checkpoint's ``last_processed_event_id`` (survives restarts) or among
-  the ids of the last ``dedupe_window`` events this engine processed (kept in
-  memory only). Feed one projection either stored or plain events, not both:
-  the positions of plain events are counters, not log positions.
-
-Events that no handler wants still advance the checkpoint (so the lag
-reaches zero). A handler registered for a class also receives instances of
-its subclasses; a handler registered for a string receives events whose
-``type`` equals it; an event's handlers run one after the other in
-registration order (a function registered under two matching keys runs once).
-
-Failures
---------
-A failing handler is retried with ``retry_policy`` (default: no retry). The
-retry is per handler: handlers of the event that already succeeded are not
-run again by it. When the policy gives up, the state becomes unhealthy
-(``error_count + 1``, ``last_error``), the failure is logged and reported to
-observability, and then, by ``on_failure``:
-
-* ``"stop"`` (default): the checkpoint stays *before* the failing event, the
-  state is saved and :class:`~orchestrix.core.common.exceptions.HandlerError`
-  is raised; the rest of the batch is not processed. The next run starts with
-  the failing event again (all of its handlers run again: handlers must be
-  idempotent, or made transactional by overriding :meth:`ProjectionEngine.invoke_handler`).
-  The first event applied afterwards makes the state healthy again; an
-  operator may instead pass over the event with :meth:`ProjectionEngine.skip_event`.
-* ``"park"`` (needs ``dead_letters``): the event is parked in the dead-letter
-  queue under the source ``f"projection:{projection_id}"``, the checkpoint
-  moves past it, the state is saved and the batch goes on. The projection
-  stays unhealthy for as long as it has parked letters (its read model lacks
-  those events): health is re-checked at the end of each call and after
-  :meth:`ProjectionEngine.retry_dead_letter` (which re-runs all the event's
-  handlers once), and comes back once every letter of this projection is
-  retried or discarded. The queue may be a sync ``DeadLetterQueue`` or an
-  ``AsyncDeadLetterQueue``. A reset discards the projection's parked letters.
-
-Faults are not failures
------------------------
-An error that :meth:`ProjectionEngine.is_fault` recognises (the infrastructure
-failed, not the handler: a lost database connection, a deadlock) is not a
-handler failure: the retry policy does not retry it, the state stays healthy,
-nothing is parked, and the error propagates out of
-:meth:`~ProjectionEngine.process_events` to the runner, which retries the batch
-once the infrastructure is back. The core recognises no error as a fault; a
-runner on a database overrides the method.
-
-Persistence of the checkpoint
------------------------------
-The checkpoint is never saved ahead of the handlers: the state is saved after
-the handlers of an event returned, never before. :meth:`~ProjectionEngine.handle_event`
-saves after each event. :meth:`~ProjectionEngine.process_events` saves every
-``checkpoint_every`` applied events (default 1: after each one), at the end of
-the batch, on a failure, after a parked event, and when the batch is cut short
-by another error. Delivery is therefore at least once: a crash between a
-handler's effect and the next save re-delivers the events since the last save
-(at most one with the default). Set ``checkpoint_every=None`` (once per batch)
-when the caller commits the read model and the checkpoint in one transaction:
-then a crash rolls both back and nothing is applied twice. Such a runner
-should catch ``HandlerError`` *inside* its transaction (so the events applied
-before the failure and the unhealthy state commit together, with a savepoint
-per handler attempt via :meth:`ProjectionEngine.invoke_handler`), and call
-:meth:`ProjectionEngine.initialize` after any rollback, since the engine's
-in-memory state is then ahead of the database.
+:meth:`~ProjectionEngine.on` and remembers, in a
+:class:`~orchestrix.core.eventsourcing.projection_state.ProjectionState` kept by
+a state store, how far it got. Positions and idempotency, failures, faults and
+when the checkpoint is saved: see docs/core-api.md ("Projections").
 """
 
 from __future__ import annotations
@@ -97,11 +16,10 @@ import dataclasses
 import enum
 import inspect
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import (
@@ -112,6 +30,11 @@ from orchestrix.core.common.observability import (
 )
 from orchestrix.core.common.retry import NoRetry, RetryPolicy, retry_async
 from orchestrix.core.eventsourcing.event_store import StoredEvent
+from orchestrix.core.eventsourcing.projection_state import (
+    AsyncProjectionStateStore,
+    ProjectionState,
+    ProjectionStateStore,
+)
 from orchestrix.core.messaging import dead_letter as dead_letter_module
 from orchestrix.core.messaging.dead_letter import (
     AnyDeadLetterQueue,
@@ -120,10 +43,14 @@ from orchestrix.core.messaging.dead_letter import (
     describe_error_type,
 )
 from orchestrix.core.messaging.message import Event, Message
+from orchestrix.infrastructure.memory.projection_state import InMemoryProjectionStateStore
 
+# ProjectionState, ProjectionStateStore and InMemoryProjectionStateStore are
+# importable from here, as the core API reference documents.
 __all__ = [
-    "AsyncProjectionStateStore",
+    "EventKey",
     "InMemoryProjectionStateStore",
+    "OnFailure",
     "ProjectionEngine",
     "ProjectionState",
     "ProjectionStateStore",
@@ -143,113 +70,13 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# ---------------------------------------------------------------- state
+class OnFailure(enum.StrEnum):
+    """What a projection does with an event whose handler keeps failing."""
 
-
-@dataclass(frozen=True, kw_only=True)
-class ProjectionState:
-    """Where a projection stands: its checkpoint and its health.
-
-    ``last_processed_position`` is the checkpoint (0: nothing processed);
-    ``last_processed_event_id`` is the id of the event at it. ``error_count``
-    counts handler failures since the last reset (it never goes down on
-    success); ``last_error`` describes the latest one and is kept after the
-    projection recovers. ``events_processed`` counts the events that moved the
-    checkpoint since the last reset (parked and skipped events excluded).
-    """
-
-    projection_id: str
-    last_processed_event_id: str | None = None
-    last_processed_position: int = 0
-    updated_at: datetime = field(default_factory=_utc_now)
-    error_count: int = 0
-    is_healthy: bool = True
-    last_error: str | None = None
-    events_processed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.projection_id, str) or not self.projection_id:
-            raise ValueError(
-                f"projection_id must be a non-empty string, got {self.projection_id!r}"
-            )
-        for name in ("last_processed_position", "error_count", "events_processed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        stamp = self.updated_at
-        if not isinstance(stamp, datetime):
-            raise TypeError(f"updated_at must be a datetime, got {stamp!r}")
-        if stamp.tzinfo is None or stamp.utcoffset() is None:
-            raise ValueError(f"updated_at must be timezone-aware, got naive {stamp}")
-        if stamp.utcoffset():
-            object.__setattr__(self, "updated_at", stamp.astimezone(UTC))
-
-
-@runtime_checkable
-class ProjectionStateStore(Protocol):
-    """Keeps one :class:`ProjectionState` per projection id (synchronous)."""
-
-    def load_state(self, projection_id: str) -> ProjectionState | None:
-        """The saved state of ``projection_id``, or None."""
-        ...
-
-    def save_state(self, state: ProjectionState) -> None:
-        """Store ``state``, replacing the saved state of its projection."""
-        ...
-
-    def delete_state(self, projection_id: str) -> None:
-        """Forget ``projection_id``'s state (nothing happens when there is none)."""
-        ...
-
-
-@runtime_checkable
-class AsyncProjectionStateStore(Protocol):
-    """The asynchronous twin of :class:`ProjectionStateStore` (same method names)."""
-
-    async def load_state(self, projection_id: str) -> ProjectionState | None:
-        """The saved state of ``projection_id``, or None."""
-        ...
-
-    async def save_state(self, state: ProjectionState) -> None:
-        """Store ``state``, replacing the saved state of its projection."""
-        ...
-
-    async def delete_state(self, projection_id: str) -> None:
-        """Forget ``projection_id``'s state (nothing happens when there is none)."""
-        ...
-
-
-class InMemoryProjectionStateStore:
-    """Projection states in a dict: the reference :class:`ProjectionStateStore`. Thread-safe.
-
-    States are immutable, so they are stored and returned as they are.
-    """
-
-    def __init__(self) -> None:
-        self._states: dict[str, ProjectionState] = {}
-        self._lock = threading.Lock()
-
-    def load_state(self, projection_id: str) -> ProjectionState | None:
-        """The saved state of ``projection_id``, or None."""
-        with self._lock:
-            return self._states.get(projection_id)
-
-    def save_state(self, state: ProjectionState) -> None:
-        """Store ``state``, replacing the saved state of its projection."""
-        if not isinstance(state, ProjectionState):
-            raise TypeError(f"expected a ProjectionState, got {type(state).__name__}")
-        with self._lock:
-            self._states[state.projection_id] = state
-
-    def delete_state(self, projection_id: str) -> None:
-        """Forget ``projection_id``'s state (nothing happens when there is none)."""
-        with self._lock:
-            self._states.pop(projection_id, None)
-
-    def projection_ids(self) -> list[str]:
-        """The ids of every stored state, sorted."""
-        with self._lock:
-            return sorted(self._states)
+    #: The checkpoint stays before the event and ``HandlerError`` is raised.
+    STOP = "stop"
+    #: The event is parked in the dead-letter queue and the projection goes on.
+    PARK = "park"
 
 
 # ---------------------------------------------------------------- engine internals
@@ -346,7 +173,7 @@ class ProjectionEngine:
       process-wide hooks of :func:`get_observability`, looked up at each report);
     * ``retry_policy``: how often a failing handler is retried (default: never);
     * ``dead_letters`` and ``on_failure`` (``"stop"`` or ``"park"``): what
-      happens to an event whose handler keeps failing (see the module docs);
+      happens to an event whose handler keeps failing (:class:`OnFailure`);
     * ``checkpoint_every``: save the state after this many applied events
       within :meth:`process_events` (None: once per batch);
     * ``dedupe_window``: how many plain-event ids are remembered to skip duplicates.
@@ -365,15 +192,15 @@ class ProjectionEngine:
         observability: ObservabilityHooks | None = None,
         retry_policy: RetryPolicy | None = None,
         dead_letters: AnyDeadLetterQueue | None = None,
-        on_failure: Literal["stop", "park"] = "stop",
+        on_failure: OnFailure | Literal["stop", "park"] = OnFailure.STOP,
         checkpoint_every: int | None = 1,
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
     ) -> None:
         if not isinstance(projection_id, str) or not projection_id:
             raise ValueError(f"projection_id must be a non-empty string, got {projection_id!r}")
-        if on_failure not in ("stop", "park"):
+        if on_failure not in tuple(OnFailure):
             raise ValueError(f"on_failure must be 'stop' or 'park', got {on_failure!r}")
-        if on_failure == "park" and dead_letters is None:
+        if on_failure == OnFailure.PARK and dead_letters is None:
             raise ValueError("on_failure='park' needs a dead-letter queue (dead_letters=...)")
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
@@ -384,7 +211,7 @@ class ProjectionEngine:
         self.tracing = tracing
         self.retry_policy: RetryPolicy = retry_policy if retry_policy is not None else NoRetry()
         self.dead_letters = dead_letters
-        self.on_failure: Literal["stop", "park"] = on_failure
+        self.on_failure = OnFailure(on_failure)
         self.checkpoint_every = checkpoint_every
         self.dedupe_window = dedupe_window
         self._observability = observability
@@ -486,7 +313,7 @@ class ProjectionEngine:
         return self._state
 
     def is_healthy(self) -> bool:
-        """Whether the last failure, if any, has been resolved (see the module docs)."""
+        """Whether the last failure, if any, has been resolved (docs/core-api.md, "Projections")."""
         return self.get_state().is_healthy
 
     def lag(self, head_position: int) -> int:
@@ -631,7 +458,7 @@ class ProjectionEngine:
             updated_at=_utc_now(),
             events_processed=state.events_processed + applied,
             # As after a success in process_events (see _advance).
-            is_healthy=True if self.on_failure == "stop" else state.is_healthy,
+            is_healthy=True if self.on_failure is OnFailure.STOP else state.is_healthy,
         )
         self._dirty = True
         self.observability.record_projection_processed(self.projection_id, applied, position)
@@ -741,7 +568,7 @@ class ProjectionEngine:
             if position is None:
                 return False
             self._advance(unpacked, position, applied=False)
-            if self.on_failure == "stop":
+            if self.on_failure is OnFailure.STOP:
                 self._state = dataclasses.replace(self.get_state(), is_healthy=True)
             await self._save()
             _logger.warning(
@@ -758,7 +585,7 @@ class ProjectionEngine:
         """Whether ``error`` is a fault of the infrastructure rather than of the handler.
 
         A fault ends the handler's attempts at once, without counting as a
-        failure, and propagates to the caller (see the module docs). False for
+        failure, and propagates to the caller (docs/core-api.md, "Projections"). False for
         every error here; runners whose handlers use a database override it.
         """
         return False
@@ -892,7 +719,7 @@ class ProjectionEngine:
             f"{attempts} attempt(s): {describe_error_type(error)}: {error}"
         )
         self._record_failure(description, error)
-        if self.on_failure == "park" and self.dead_letters is not None:
+        if self.on_failure is OnFailure.PARK and self.dead_letters is not None:
             try:
                 await _settle(
                     self.dead_letters.park(
@@ -939,7 +766,7 @@ class ProjectionEngine:
         state = self.get_state()
         # With "stop" the failing event is the first one retried, so success
         # means recovery; with "park" health waits for the parked letters.
-        healthy = True if applied and self.on_failure == "stop" else state.is_healthy
+        healthy = True if applied and self.on_failure is OnFailure.STOP else state.is_healthy
         self._state = dataclasses.replace(
             state,
             last_processed_position=position,
@@ -1000,7 +827,7 @@ class ProjectionEngine:
     async def _settle_health(self) -> None:
         """With ``park``, become healthy again once no letter of this projection is parked."""
         state = self.get_state()
-        if state.is_healthy or self.on_failure != "park" or self.dead_letters is None:
+        if state.is_healthy or self.on_failure is not OnFailure.PARK or self.dead_letters is None:
             return
         parked: int = await _settle(self.dead_letters.count(source=self.dead_letter_source))
         if parked == 0:
