@@ -101,7 +101,8 @@ from orchestrix.core.common.observability import (
 )
 from orchestrix.core.common.retry import RetryPolicy
 from orchestrix.core.eventsourcing.projection import EventKey
-from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 from orchestrix.core.messaging.message import Command, Event
 from orchestrix_django.conf import orchestrix_settings
 from orchestrix_django.faults import is_database_fault

@@ -27,7 +27,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
-from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 from orchestrix_django.models import EventRecord
 from orchestrix_django.saga_store import DjangoSagaStateStore

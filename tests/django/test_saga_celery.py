@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrix.core.execution.saga import SagaState, SagaStatus, StepStatus
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix_django.saga_store import DjangoSagaStateStore
 from orchestrix_django.sagas import start_saga
 from orchestrix_django.store import DjangoEventStore
