@@ -10,14 +10,12 @@ when the checkpoint is saved: see docs/core-api.md ("Projections").
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import enum
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, TypeVar, cast
 
@@ -30,6 +28,13 @@ from orchestrix.core.common.observability import (
 )
 from orchestrix.core.common.retry import NoRetry, RetryPolicy, retry_async
 from orchestrix.core.eventsourcing.event_store import StoredEvent
+from orchestrix.core.eventsourcing.projection_checkpoint import Checkpoint, unpack
+from orchestrix.core.eventsourcing.projection_routes import (
+    EventKey,
+    HandlerRoutes,
+    Registration,
+    callable_name,
+)
 from orchestrix.core.eventsourcing.projection_state import (
     AsyncProjectionStateStore,
     ProjectionState,
@@ -48,7 +53,6 @@ from orchestrix.infrastructure.memory.projection_state import InMemoryProjection
 # ProjectionState, ProjectionStateStore and InMemoryProjectionStateStore are
 # importable from here, as the core API reference documents.
 __all__ = [
-    "EventKey",
     "InMemoryProjectionStateStore",
     "OnFailure",
     "ProjectionEngine",
@@ -82,16 +86,6 @@ class OnFailure(enum.StrEnum):
 # ---------------------------------------------------------------- engine internals
 
 
-EventKey = type[Event] | str
-
-
-@dataclass(frozen=True, slots=True)
-class _Registration:
-    key: EventKey
-    handler: Callable[[Any], Any]
-    name: str
-
-
 class _Outcome(enum.Enum):
     APPLIED = "applied"
     SKIPPED = "skipped"
@@ -99,7 +93,7 @@ class _Outcome(enum.Enum):
 
 
 class _Failure(NamedTuple):
-    registration: _Registration
+    registration: Registration
     error: Exception
     attempts: int
 
@@ -125,38 +119,11 @@ class _UnlessFault(RetryPolicy):
         return not self.is_fault(error) and self.policy.is_retryable(error)
 
 
-def _callable_name(function: Callable[..., Any]) -> str:
-    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
-    if name is None:
-        return repr(function)
-    module = getattr(function, "__module__", None)
-    return f"{module}.{name}" if module else str(name)
-
-
 async def _settle(value: Awaitable[_T] | _T) -> _T:
     """``value``, awaited first when it is awaitable (sync or async stores and queues)."""
     if inspect.isawaitable(value):
         return cast(_T, await value)
     return value
-
-
-def _ascending_after(events: Sequence[Event | StoredEvent], position: int) -> bool:
-    """Whether ``events`` are stored events at rising positions, all after ``position``."""
-    if not events:
-        return False
-    for item in events:
-        if type(item) is not StoredEvent or item.position <= position:
-            return False
-        position = item.position
-    return True
-
-
-def _unpack(item: Event | StoredEvent) -> tuple[Event, int | None, str | None, int | None]:
-    if isinstance(item, StoredEvent):
-        return item.event, item.position, item.stream_id, item.version
-    if isinstance(item, Event):
-        return item, None, None, None
-    raise TypeError(f"a projection processes Event or StoredEvent objects, got {item!r}")
 
 
 # ---------------------------------------------------------------- engine
@@ -213,17 +180,20 @@ class ProjectionEngine:
         self.dead_letters = dead_letters
         self.on_failure = OnFailure(on_failure)
         self.checkpoint_every = checkpoint_every
-        self.dedupe_window = dedupe_window
         self._observability = observability
-        self._registrations: list[_Registration] = []
+        self._routes = HandlerRoutes()
         self._reset_hooks: list[Callable[[], Any]] = []
-        self._routes: dict[tuple[type[Event], str], tuple[_Registration, ...]] = {}
-        self._state: ProjectionState | None = None
-        self._dirty = False
-        self._recent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._checkpoint = Checkpoint(
+            projection_id, dedupe_window, recover_on_success=self.on_failure is OnFailure.STOP
+        )
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._lock_owner: asyncio.Task[Any] | None = None
+
+    @property
+    def dedupe_window(self) -> int:
+        """How many plain-event ids are remembered to skip duplicates."""
+        return self._checkpoint.dedupe_window
 
     def __repr__(self) -> str:
         return f"<ProjectionEngine {self.projection_id!r}>"
@@ -247,8 +217,7 @@ class ProjectionEngine:
         def register(handler: _H) -> _H:
             if not callable(handler):
                 raise TypeError(f"a projection handler must be callable, got {handler!r}")
-            self._registrations.append(_Registration(event_type, handler, _callable_name(handler)))
-            self._routes.clear()
+            self._routes.add(event_type, handler)
             return handler
 
         return register
@@ -265,15 +234,15 @@ class ProjectionEngine:
 
     def handled_types(self) -> tuple[EventKey, ...]:
         """The registered event classes and type strings, in registration order, once each."""
-        return tuple(dict.fromkeys(registration.key for registration in self._registrations))
+        return self._routes.keys()
 
     def handlers(self) -> tuple[Callable[[Any], Any], ...]:
         """Every registered handler, in registration order, once each."""
-        return tuple(dict.fromkeys(registration.handler for registration in self._registrations))
+        return self._routes.handlers()
 
     def handlers_for(self, event: Event) -> tuple[Callable[[Any], Any], ...]:
         """The handlers ``event`` is routed to, in the order they run (see :meth:`on`)."""
-        return tuple(registration.handler for registration in self._handlers_for(event))
+        return tuple(registration.handler for registration in self._routes.for_event(event))
 
     def handles(self, event_type: str, event_class: type[Event] | None) -> bool:
         """Whether events of ``event_type``, decoded as ``event_class``, reach a handler.
@@ -285,14 +254,7 @@ class ProjectionEngine:
         projections that need it; the others pass over it like any event no
         handler wants.
         """
-        for registration in self._registrations:
-            key = registration.key
-            if isinstance(key, str):
-                if key == event_type:
-                    return True
-            elif key is Event or (event_class is not None and issubclass(event_class, key)):
-                return True
-        return False
+        return self._routes.handles(event_type, event_class)
 
     # -- state --------------------------------------------------------------
 
@@ -308,9 +270,7 @@ class ProjectionEngine:
 
     def get_state(self) -> ProjectionState:
         """The current state (a fresh, unsaved one until :meth:`initialize` loaded it)."""
-        if self._state is None:
-            return ProjectionState(projection_id=self.projection_id)
-        return self._state
+        return self._checkpoint.current()
 
     def is_healthy(self) -> bool:
         """Whether the last failure, if any, has been resolved (docs/core-api.md, "Projections")."""
@@ -346,7 +306,7 @@ class ProjectionEngine:
         async with self._exclusive():
             await self._ensure_loaded()
             outcome = await self._process_one(event, None)
-            if self._dirty:
+            if self._checkpoint.dirty:
                 await self._save()
             if outcome is _Outcome.APPLIED:
                 state = self.get_state()
@@ -379,7 +339,7 @@ class ProjectionEngine:
         async with self._exclusive():
             await self._ensure_loaded()
             applied = self.advance_past(events)
-            if self._dirty:
+            if self._checkpoint.dirty:
                 await self._save()
             await self._settle_health()
             return applied
@@ -395,73 +355,11 @@ class ProjectionEngine:
         caller saves :meth:`get_state` (until then the engine saves it at its
         next operation).
         """
-        state = self.get_state()
-        last_position = state.last_processed_position
-        if _ascending_after(events, last_position):
-            # The common case, a runner's page of the log: every event moves
-            # the checkpoint, and only the last `window` ids need remembering.
-            last = cast(StoredEvent, events[-1])
-            window = self.dedupe_window
-            tail = [cast(StoredEvent, item).event.id for item in events[-window:]] if window else []
-            return self._moved(state, len(events), last.position, last.event.id, tail)
-        last_id = state.last_processed_event_id
-        applied = 0
-        window = self.dedupe_window
-        recent = self._recent_ids
-        moved: list[str] = []  # ids of the events that moved the checkpoint
-        for item in events:
-            if type(item) is StoredEvent:
-                log_position: int | None = item.position
-                event = item.event
-            else:
-                event, log_position, _, _ = _unpack(item)
-            if log_position is None:
-                if event.id == last_id or event.id in recent:
-                    continue
-                log_position = last_position + 1
-                if window:
-                    # Later plain events of this call must see this one.
-                    recent[event.id] = None
-            elif log_position <= last_position:
-                continue
-            last_position, last_id = log_position, event.id
-            applied += 1
-            moved.append(event.id)
-        if not applied:
-            return 0
-        return self._moved(
-            state, applied, last_position, last_id, moved[-window:] if window else []
-        )
-
-    def _moved(
-        self,
-        state: ProjectionState,
-        applied: int,
-        position: int,
-        event_id: str | None,
-        newest_ids: list[str],
-    ) -> int:
-        """The checkpoint moved past ``applied`` events to ``position`` (advance_past)."""
-        recent = self._recent_ids
-        window = self.dedupe_window
-        if window:
-            # Only the newest `window` ids survive: add just those.
-            for newest in newest_ids:
-                recent[newest] = None
-                recent.move_to_end(newest)
-            while len(recent) > window:
-                recent.popitem(last=False)
-        self._state = dataclasses.replace(
-            state,
-            last_processed_position=position,
-            last_processed_event_id=event_id,
-            updated_at=_utc_now(),
-            events_processed=state.events_processed + applied,
-            # As after a success in process_events (see _advance).
-            is_healthy=True if self.on_failure is OnFailure.STOP else state.is_healthy,
-        )
-        self._dirty = True
-        self.observability.record_projection_processed(self.projection_id, applied, position)
+        checkpoint = self._checkpoint
+        applied = checkpoint.advance_past(events)
+        if applied:
+            position = checkpoint.current().last_processed_position
+            self.observability.record_projection_processed(self.projection_id, applied, position)
         return applied
 
     def adopt_state(self, state: ProjectionState) -> None:
@@ -474,11 +372,11 @@ class ProjectionEngine:
             raise ValueError(
                 f"adopt_state() got the state of {state.projection_id!r} for {self.projection_id!r}"
             )
-        self._take_loaded(state)
+        self._checkpoint.take_loaded(state)
 
     def mark_saved(self) -> None:
         """Tell the engine that the caller saved :meth:`get_state` (see :meth:`advance_past`)."""
-        self._dirty = False
+        self._checkpoint.dirty = False
 
     async def replay(self, events: Iterable[Event | StoredEvent]) -> int:
         """Rebuild from scratch: :meth:`reset`, then process ``events``."""
@@ -522,12 +420,12 @@ class ProjectionEngine:
                     f"dead letter {dead_letter_id!r} belongs to {letter.source!r}, "
                     f"not to {self.dead_letter_source!r}"
                 )
-            failed: list[_Registration] = []
+            failed: list[Registration] = []
 
             async def reapply(message: Message) -> None:
                 if not isinstance(message, Event):
                     raise TypeError(f"a projection handles events, got {type(message).__name__}")
-                for registration in self._handlers_for(message):
+                for registration in self._routes.for_event(message):
                     failed[:] = [registration]
                     await self.invoke_handler(registration.handler, message)
                 failed.clear()
@@ -546,7 +444,7 @@ class ProjectionEngine:
                     await self._save()
                     raise HandlerError(letter.message_type, failed[0].name, error) from error
             state = self.get_state()
-            self._state = dataclasses.replace(
+            self._checkpoint.state = dataclasses.replace(
                 state, events_processed=state.events_processed + 1, updated_at=_utc_now()
             )
             await self._save()
@@ -563,13 +461,13 @@ class ProjectionEngine:
         """
         async with self._exclusive():
             await self._ensure_loaded()
-            unpacked, log_position, _stream_id, _version = _unpack(event)
-            position = self._next_position(unpacked, log_position)
+            unpacked, log_position, _stream_id, _version = unpack(event)
+            position = self._checkpoint.next_position(unpacked, log_position)
             if position is None:
                 return False
-            self._advance(unpacked, position, applied=False)
+            self._checkpoint.advance(unpacked, position, applied=False)
             if self.on_failure is OnFailure.STOP:
-                self._state = dataclasses.replace(self.get_state(), is_healthy=True)
+                self._checkpoint.state = dataclasses.replace(self.get_state(), is_healthy=True)
             await self._save()
             _logger.warning(
                 "projection %s skipped %s %s at position %s without applying it",
@@ -626,7 +524,7 @@ class ProjectionEngine:
                 # applied so far are applied: keep their checkpoint. Not after a
                 # fault: the state store is likely out of reach too, and the
                 # runner retries the batch from the saved checkpoint.
-                if self._dirty and not self.is_fault(error):
+                if self._checkpoint.dirty and not self.is_fault(error):
                     await self._save_quietly()
                 raise
             finally:
@@ -638,25 +536,14 @@ class ProjectionEngine:
                 if span is not None:
                     span.set_attribute("applied", applied)
                     span.set_attribute("position", state.last_processed_position)
-            if self._dirty:
+            if self._checkpoint.dirty:
                 await self._save()
             await self._settle_health()
         return applied
 
-    def _next_position(self, event: Event, log_position: int | None) -> int | None:
-        """The position ``event`` would move the checkpoint to, or None if it was processed."""
-        state = self.get_state()
-        if log_position is None:
-            if event.id == state.last_processed_event_id or event.id in self._recent_ids:
-                return None
-            return state.last_processed_position + 1
-        if log_position <= state.last_processed_position:
-            return None
-        return log_position
-
     async def _process_one(self, item: Event | StoredEvent, parent: TraceSpan | None) -> _Outcome:
-        event, log_position, stream_id, version = _unpack(item)
-        position = self._next_position(event, log_position)
+        event, log_position, stream_id, version = unpack(item)
+        position = self._checkpoint.next_position(event, log_position)
         if position is None:
             return _Outcome.SKIPPED
         with self._span(
@@ -669,7 +556,7 @@ class ProjectionEngine:
         ) as span:
             failure = await self._apply(event)
             if failure is None:
-                self._advance(event, position, applied=True)
+                self._checkpoint.advance(event, position, applied=True)
                 if span is not None:
                     span.set_attribute("outcome", _Outcome.APPLIED.value)
                 return _Outcome.APPLIED
@@ -681,13 +568,13 @@ class ProjectionEngine:
             return outcome
 
     async def _apply(self, event: Event) -> _Failure | None:
-        for registration in self._handlers_for(event):
+        for registration in self._routes.for_event(event):
             failure = await self._call_with_retry(registration, event)
             if failure is not None:
                 return failure
         return None
 
-    async def _call_with_retry(self, registration: _Registration, event: Event) -> _Failure | None:
+    async def _call_with_retry(self, registration: Registration, event: Event) -> _Failure | None:
         attempts = 0
 
         async def attempt() -> None:
@@ -737,13 +624,13 @@ class ProjectionEngine:
                 # Could not park: the event must not be passed over, so stop.
                 _logger.exception("projection %s could not park the event", self.projection_id)
                 state = self.get_state()
-                self._state = dataclasses.replace(
+                self._checkpoint.state = dataclasses.replace(
                     state,
                     last_error=f"{description} (parking failed: "
                     f"{describe_error_type(park_error)}: {park_error})",
                 )
             else:
-                self._advance(event, position, applied=False)
+                self._checkpoint.advance(event, position, applied=False)
                 await self._save()
                 return _Outcome.PARKED
         await self._save()
@@ -751,51 +638,16 @@ class ProjectionEngine:
 
     def _record_failure(self, description: str, error: Exception) -> None:
         state = self.get_state()
-        self._state = dataclasses.replace(
+        self._checkpoint.state = dataclasses.replace(
             state,
             error_count=state.error_count + 1,
             is_healthy=False,
             last_error=description,
             updated_at=_utc_now(),
         )
-        self._dirty = True
+        self._checkpoint.dirty = True
         _logger.error("projection %s: %s", self.projection_id, description, exc_info=error)
         self.observability.record_projection_error(self.projection_id, description)
-
-    def _advance(self, event: Event, position: int, *, applied: bool) -> None:
-        state = self.get_state()
-        # With "stop" the failing event is the first one retried, so success
-        # means recovery; with "park" health waits for the parked letters.
-        healthy = True if applied and self.on_failure is OnFailure.STOP else state.is_healthy
-        self._state = dataclasses.replace(
-            state,
-            last_processed_position=position,
-            last_processed_event_id=event.id,
-            updated_at=_utc_now(),
-            events_processed=state.events_processed + (1 if applied else 0),
-            is_healthy=healthy,
-        )
-        self._dirty = True
-        if self.dedupe_window:
-            self._recent_ids[event.id] = None
-            if len(self._recent_ids) > self.dedupe_window:
-                self._recent_ids.popitem(last=False)
-
-    def _handlers_for(self, event: Event) -> tuple[_Registration, ...]:
-        key = (type(event), event.type)
-        routes = self._routes.get(key)
-        if routes is None:
-            chosen: dict[int, _Registration] = {}
-            for registration in self._registrations:
-                wanted = registration.key
-                matches = (
-                    event.type == wanted if isinstance(wanted, str) else isinstance(event, wanted)
-                )
-                # A function registered under two matching keys runs once.
-                if matches and id(registration.handler) not in chosen:
-                    chosen[id(registration.handler)] = registration
-            routes = self._routes[key] = tuple(chosen.values())
-        return routes
 
     async def _reset(self) -> None:
         for hook in self._reset_hooks:
@@ -807,15 +659,12 @@ class ProjectionEngine:
                 if self.is_fault(error):
                     raise
                 self._record_failure(
-                    f"reset failed in {_callable_name(hook)}: "
-                    f"{describe_error_type(error)}: {error}",
+                    f"reset failed in {callable_name(hook)}: {describe_error_type(error)}: {error}",
                     error,
                 )
                 await self._save()
                 raise
-        self._recent_ids.clear()
-        self._state = ProjectionState(projection_id=self.projection_id)
-        self._dirty = True
+        self._checkpoint.start_afresh()
         await self._save()
         _logger.info("projection %s reset", self.projection_id)
         queue = self.dead_letters
@@ -831,14 +680,16 @@ class ProjectionEngine:
             return
         parked: int = await _settle(self.dead_letters.count(source=self.dead_letter_source))
         if parked == 0:
-            self._state = dataclasses.replace(state, is_healthy=True, updated_at=_utc_now())
-            self._dirty = True
+            self._checkpoint.state = dataclasses.replace(
+                state, is_healthy=True, updated_at=_utc_now()
+            )
+            self._checkpoint.dirty = True
             await self._save()
 
     # -- internals: the state store -----------------------------------------
 
     async def _ensure_loaded(self) -> None:
-        if self._state is None:
+        if self._checkpoint.state is None:
             await self._load()
 
     async def _load(self) -> None:
@@ -847,8 +698,8 @@ class ProjectionEngine:
             result = await result
         loaded: ProjectionState | None = result
         if loaded is None:
-            self._state = ProjectionState(projection_id=self.projection_id)
-            self._dirty = True
+            self._checkpoint.state = ProjectionState(projection_id=self.projection_id)
+            self._checkpoint.dirty = True
             await self._save()
         else:
             if loaded.projection_id != self.projection_id:
@@ -856,23 +707,14 @@ class ProjectionEngine:
                     f"the state store returned the state of {loaded.projection_id!r} "
                     f"for {self.projection_id!r}"
                 )
-            self._take_loaded(loaded)
+            self._checkpoint.take_loaded(loaded)
         await self._settle_health()
-
-    def _take_loaded(self, loaded: ProjectionState) -> None:
-        current = self._state
-        if current is not None and loaded.last_processed_position < current.last_processed_position:
-            # Someone reset the checkpoint behind our back: the ids we
-            # remember are no longer "processed".
-            self._recent_ids.clear()
-        self._state = loaded
-        self._dirty = False
 
     async def _save(self) -> None:
         result = self.state_store.save_state(self.get_state())
         if inspect.isawaitable(result):
             await result
-        self._dirty = False
+        self._checkpoint.dirty = False
 
     async def _save_quietly(self) -> None:
         try:
