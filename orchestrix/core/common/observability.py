@@ -20,9 +20,11 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
+
+from orchestrix.core.common.clock import utc_now
 
 __all__ = [
     "MetricValue",
@@ -40,10 +42,6 @@ MetricType = Literal["counter", "gauge", "histogram"]
 Labels = dict[str, str]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class MetricValue:
     """One measurement: a counter increment, a gauge reading or a histogram sample."""
@@ -53,7 +51,7 @@ class MetricValue:
     metric_type: MetricType = "counter"
     unit: str = ""
     labels: Labels = field(default_factory=dict)
-    timestamp: datetime = field(default_factory=_utc_now)
+    timestamp: datetime = field(default_factory=utc_now)
 
 
 @dataclass(eq=False)
@@ -68,7 +66,7 @@ class TraceSpan:
     span_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parent_span_id: str | None = None
-    start_time: datetime = field(default_factory=_utc_now)
+    start_time: datetime = field(default_factory=utc_now)
     end_time: datetime | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     status: Literal["unset", "ok", "error"] = "unset"
@@ -101,7 +99,7 @@ class TraceSpan:
         if self.end_time is not None:
             return
         self._duration = time.perf_counter() - self._started
-        self.end_time = _utc_now()
+        self.end_time = utc_now()
         if self.status == "unset":
             self.status = "ok"
         if self.provider is not None:

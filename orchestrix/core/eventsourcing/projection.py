@@ -16,9 +16,9 @@ import enum
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, TypeVar, cast
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import (
     ObservabilityHooks,
@@ -68,10 +68,6 @@ _T = TypeVar("_T")
 
 #: How many recently processed event ids an engine remembers (plain events only).
 DEFAULT_DEDUPE_WINDOW = 10_000
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class OnFailure(enum.StrEnum):
@@ -445,7 +441,7 @@ class ProjectionEngine:
                     raise HandlerError(letter.message_type, failed[0].name, error) from error
             state = self.get_state()
             self._checkpoint.state = dataclasses.replace(
-                state, events_processed=state.events_processed + 1, updated_at=_utc_now()
+                state, events_processed=state.events_processed + 1, updated_at=utc_now()
             )
             await self._save()
             await self._settle_health()
@@ -643,7 +639,7 @@ class ProjectionEngine:
             error_count=state.error_count + 1,
             is_healthy=False,
             last_error=description,
-            updated_at=_utc_now(),
+            updated_at=utc_now(),
         )
         self._checkpoint.dirty = True
         _logger.error("projection %s: %s", self.projection_id, description, exc_info=error)
@@ -681,7 +677,7 @@ class ProjectionEngine:
         parked: int = await _settle(self.dead_letters.count(source=self.dead_letter_source))
         if parked == 0:
             self._checkpoint.state = dataclasses.replace(
-                state, is_healthy=True, updated_at=_utc_now()
+                state, is_healthy=True, updated_at=utc_now()
             )
             self._checkpoint.dirty = True
             await self._save()

@@ -10,18 +10,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import cast
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.eventsourcing.projection_state import ProjectionState
 from orchestrix.core.messaging.message import Event
 
 __all__ = ["Checkpoint", "unpack"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _ascending_after(events: Sequence[Event | StoredEvent], position: int) -> bool:
@@ -92,7 +88,7 @@ class Checkpoint:
             state,
             last_processed_position=position,
             last_processed_event_id=event.id,
-            updated_at=_utc_now(),
+            updated_at=utc_now(),
             events_processed=state.events_processed + (1 if applied else 0),
             is_healthy=healthy,
         )
@@ -167,7 +163,7 @@ class Checkpoint:
             state,
             last_processed_position=position,
             last_processed_event_id=event_id,
-            updated_at=_utc_now(),
+            updated_at=utc_now(),
             events_processed=state.events_processed + applied,
             # As after a success in process_events (see advance).
             is_healthy=True if self.recover_on_success else state.is_healthy,

@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+from orchestrix.core.common.clock import utc_now
+
 __all__ = ["AsyncProjectionStateStore", "ProjectionState", "ProjectionStateStore"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +26,7 @@ class ProjectionState:
     projection_id: str
     last_processed_event_id: str | None = None
     last_processed_position: int = 0
-    updated_at: datetime = field(default_factory=_utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
     error_count: int = 0
     is_healthy: bool = True
     last_error: str | None = None

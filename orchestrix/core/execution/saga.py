@@ -17,9 +17,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import ConcurrencyError, SagaError
 from orchestrix.core.common.observability import (
     ObservabilityHooks,
@@ -54,10 +54,6 @@ logger = logging.getLogger(__name__)
 
 #: Runs a sync callable somewhere an event loop may wait for it (a thread, say).
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _describe(error: BaseException) -> str:
@@ -330,7 +326,7 @@ class Saga:
             # Persist "running" first, so a crash mid-call is visible and resumable.
             record.status = StepStatus.RUNNING
             record.attempts += 1
-            record.started_at = record.started_at or _utc_now()
+            record.started_at = record.started_at or utc_now()
             state.current_step = step.name
             await self._save()
             try:
@@ -359,7 +355,7 @@ class Saga:
                     record.error,
                 )
                 record.status = StepStatus.FAILED
-                record.finished_at = _utc_now()
+                record.finished_at = utc_now()
                 # One save for both, so no state has a failed step outside COMPENSATING.
                 state.status = SagaStatus.COMPENSATING
                 state.error = f"step {step.name!r} failed: {record.error}"
@@ -368,7 +364,7 @@ class Saga:
             record.status = StepStatus.COMPLETED
             record.result = result
             record.error = None
-            record.finished_at = _utc_now()
+            record.finished_at = utc_now()
             await self._save()
             return True
 
@@ -379,7 +375,7 @@ class Saga:
         state.current_step = step.name
         if step.compensation is None:
             record.status = StepStatus.COMPENSATED  # nothing to undo
-            record.compensated_at = _utc_now()
+            record.compensated_at = utc_now()
             await self._save()
             return
         policy = step.compensation_retry_policy or NoRetry()
@@ -417,7 +413,7 @@ class Saga:
                 return
             record.status = StepStatus.COMPENSATED
             record.compensation_error = None
-            record.compensated_at = _utc_now()
+            record.compensated_at = utc_now()
             await self._save()
             return
 
@@ -510,7 +506,7 @@ class Saga:
 
     async def _save(self) -> None:
         state = self._require_state()
-        state.updated_at = _utc_now()
+        state.updated_at = utc_now()
         saved = await self._store_call("save", state)
         # Keep working on our own copy; the store keeps its own (no aliasing either way).
         state.version = saved.version

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.serialization.values import decode_value, encode_value
 
 __all__ = [
@@ -25,10 +26,6 @@ __all__ = [
     "StepStatus",
     "SyncSagaStateStore",
 ]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _datetime_or_none(value: Any) -> datetime | None:
@@ -159,8 +156,8 @@ class SagaState:
     correlation_id: str | None = None
     causation_id: str | None = None
     trace_id: str | None = None
-    created_at: datetime = field(default_factory=_utc_now)
-    updated_at: datetime = field(default_factory=_utc_now)
+    created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
     version: int = 0
 
     # -- queries --------------------------------------------------------------
@@ -246,7 +243,7 @@ class SagaState:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SagaState:
         """The state :meth:`to_dict` described."""
-        created_at = _datetime_or_none(data.get("created_at")) or _utc_now()
+        created_at = _datetime_or_none(data.get("created_at")) or utc_now()
         return cls(
             saga_id=data["saga_id"],
             saga_type=data["saga_type"],

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self, TypeVar
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import DuplicateEventTypeError, UnknownEventTypeError
 
 __all__ = [
@@ -54,10 +55,6 @@ _F = TypeVar("_F", bound=Callable[..., None])
 
 def _new_id() -> str:
     return str(uuid.uuid4())
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _normalise(message: Message) -> None:
@@ -97,7 +94,7 @@ class Message:
     specversion: str = "1.0"
     type: str = ""
     source: str = "orchestrix"
-    timestamp: datetime = field(default_factory=_utc_now)
+    timestamp: datetime = field(default_factory=utc_now)
     subject: str | None = None
     data: Any = None
     datacontenttype: str | None = None
