@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from orchestrix.core.common.clock import utc_now
@@ -54,6 +55,13 @@ logger = logging.getLogger(__name__)
 
 #: Runs a sync callable somewhere an event loop may wait for it (a thread, say).
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+class _Call(StrEnum):
+    """Which callable of a step runs; the value names its span (``saga.step``)."""
+
+    ACTION = "step"
+    COMPENSATION = "compensation"
 
 
 def _describe(error: BaseException) -> str:
@@ -330,7 +338,7 @@ class Saga:
             state.current_step = step.name
             await self._save()
             try:
-                result = await self._attempt(step, plan, "step", {}, record.attempts)
+                result = await self._attempt(step, plan, _Call.ACTION, {}, record.attempts)
             except Exception as error:
                 if self.is_fault(error):
                     raise  # resumable: the step is RUNNING in the store
@@ -389,7 +397,7 @@ class Saga:
                 await self._attempt(
                     step,
                     plan,
-                    "compensation",
+                    _Call.COMPENSATION,
                     {"result": record.result},
                     record.compensation_attempts,
                 )
@@ -421,7 +429,7 @@ class Saga:
         self,
         step: SagaStep,
         plan: _CallPlan,
-        kind: str,
+        kind: _Call,
         overrides: Mapping[str, Any],
         attempt: int,
     ) -> Any:
@@ -433,7 +441,7 @@ class Saga:
             "results": state.results,
         }
         args, kwargs = plan.arguments(state.kwargs, context, overrides)
-        label = step.name if kind == "step" else f"{step.name}:compensation"
+        label = step.name if kind is _Call.ACTION else f"{step.name}:compensation"
         span_context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.tracing is not None:
             span_context = self._start_span(kind, step.name, attempt)
@@ -450,7 +458,7 @@ class Saga:
                 self.saga_type, label, time.perf_counter() - started, succeeded
             )
 
-    def _start_span(self, kind: str, step_name: str, attempt: int) -> TraceSpan:
+    def _start_span(self, kind: _Call, step_name: str, attempt: int) -> TraceSpan:
         assert self.tracing is not None
         state = self._require_state()
         span = self.tracing.start_span(f"saga.{kind}")
