@@ -257,7 +257,7 @@ class Saga:
         """Whether ``error`` is a fault of the infrastructure rather than of the step.
 
         A fault propagates out of :meth:`execute`, leaving the saga resumable
-        (see the module docs). False for every error here; runners whose steps
+        (docs/core-api.md, "Sagas"). False for every error here; runners whose steps
         or store use a database override it.
         """
         return False
