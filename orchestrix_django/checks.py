@@ -50,7 +50,7 @@ from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import EventRegistry
 from orchestrix_django.settings import API_IMPORT_STRINGS, DEFAULTS, orchestrix_settings
 from orchestrix_django.storage.append_only import guard_problems
 

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     # (a worker must know every stored event type to decode it).
     "EVENT_MODULES": [],
     # The registry stored events are decoded through.
-    "EVENT_REGISTRY": "orchestrix.core.serialization.registry.default_registry",
+    "EVENT_REGISTRY": "orchestrix.core.messaging.message.default_registry",
     # An UpcasterRegistry instance (dotted path), or None for no upcasting.
     "UPCASTERS": None,
     # ObservabilityHooks instance (dotted path); None uses the process-wide hooks.

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrix.core.common import observability
-from orchestrix.core.serialization.registry import default_registry
+from orchestrix.core.messaging.message import default_registry
 
 __all__ = [
     "DOCS_DIR",

@@ -41,7 +41,7 @@ from orchestrix.core.messaging.dead_letter import (
     retry_async,
 )
 from orchestrix.core.messaging.message import Command, Event, Message
-from orchestrix.core.serialization.codec import to_cloudevent
+from orchestrix.core.serialization.cloudevents import to_cloudevent
 
 __all__ = [
     "DeadLetterContractCommand",

@@ -27,10 +27,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
-from orchestrix.core.eventsourcing.projection import (
+from orchestrix.core.eventsourcing.projection import ProjectionEngine, ProjectionState
+from orchestrix.core.eventsourcing.projection_state import (
     AsyncProjectionStateStore,
-    ProjectionEngine,
-    ProjectionState,
     ProjectionStateStore,
 )
 from orchestrix.core.messaging.message import Event

@@ -27,12 +27,8 @@ from decimal import Decimal
 from typing import Any
 
 from orchestrix.core.common.exceptions import ConcurrencyError
-from orchestrix.core.execution.saga import (
-    SagaState,
-    SagaStatus,
-    StepRecord,
-    StepStatus,
-)
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 
 __all__ = ["SagaStateStoreContract", "assert_raises"]
 

@@ -23,8 +23,8 @@ from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
-from orchestrix.core.serialization.codec import EncodedEvent
-from orchestrix.core.serialization.registry import qualified_name
+from orchestrix.core.messaging.message import qualified_name
+from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_url, pretty_json
 from orchestrix_django.admin.filters import distinct_filter, value_filter
 from orchestrix_django.admin.pagination import capped_count

@@ -40,7 +40,11 @@ from orchestrix_django.admin.operations import (
     retry_dead_letter,
 )
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
-from orchestrix_django.projections.runner import projection_status, projections, read_model_name
+from orchestrix_django.projections.runner import (
+    projection_status,
+    projections,
+    read_model_name,
+)
 from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["ProjectionAdmin"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from orchestrix.core.serialization.codec import EncodedEvent
+from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.models import EventRecord, StreamRecord
 from orchestrix_django.storage.cloudevents import StoredRecord
 from orchestrix_django.storage.events import ROW_FIELDS as STORE_ROW_FIELDS

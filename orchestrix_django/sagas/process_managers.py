@@ -100,8 +100,9 @@ from orchestrix.core.common.observability import (
     get_observability,
 )
 from orchestrix.core.common.retry import RetryPolicy
-from orchestrix.core.eventsourcing.projection import EventKey
-from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
+from orchestrix.core.eventsourcing.projection_routes import EventKey
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 from orchestrix.core.messaging.message import Command, Event
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.projections.runner import DjangoProjection, FailureMode, projections

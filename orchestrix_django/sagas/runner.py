@@ -128,15 +128,9 @@ from orchestrix.core.common.observability import (
     ObservabilityHooks,
     TracingProvider,
 )
-from orchestrix.core.execution.saga import (
-    Saga,
-    SagaState,
-    SagaStatus,
-    SagaStep,
-    StepRecord,
-    StepStatus,
-    _CallPlan,
-)
+from orchestrix.core.execution.saga import Saga, SagaState, SagaStatus, SagaStep
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
+from orchestrix.core.execution.step_arguments import _CallPlan
 from orchestrix.core.messaging.message import Message, causal_fields
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running

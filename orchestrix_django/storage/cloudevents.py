@@ -1,6 +1,6 @@
 """Stored events as CloudEvents JSON: what the API serves and what export/import write and read.
 
-Both forms use the layout of :func:`orchestrix.core.serialization.codec.to_cloudevent`
+Both forms use the layout of :func:`orchestrix.core.serialization.cloudevents.to_cloudevent`
 (``specversion``, ``id``, ``source``, ``type``, ``time``, ``schemaversion``,
 ``data`` with the event's own fields, and the extension attributes
 ``correlationid``, ``causationid``, ``traceid``), plus extension attributes
@@ -30,7 +30,8 @@ from datetime import datetime
 from typing import Any
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
-from orchestrix.core.serialization.codec import EncodedEvent, EventCodec, to_cloudevent
+from orchestrix.core.serialization.cloudevents import to_cloudevent
+from orchestrix.core.serialization.event_codec import EncodedEvent, EventCodec
 
 __all__ = [
     "EXTENSION_ATTRIBUTES",

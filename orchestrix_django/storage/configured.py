@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from orchestrix.core.common.observability import ObservabilityHooks, get_observability
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
-from orchestrix.core.serialization.codec import EventCodec
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import EventRegistry
+from orchestrix.core.serialization.event_codec import EventCodec
 from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["DatabaseBound", "EventDecoding", "configured_observability"]

@@ -15,7 +15,7 @@ failed attempt is ever lost.
 Only the message's payload (CloudEvents JSON, see
 :func:`~orchestrix.core.messaging.dead_letter.describe_message`) is stored.
 ``get`` and ``list`` rebuild the event from it with
-:func:`~orchestrix.core.serialization.codec.from_cloudevent` through the
+:func:`~orchestrix.core.serialization.cloudevents.from_cloudevent` through the
 configured event registry (and upcasters), so a retry handles the current
 class; when that is impossible (a command, an unknown or undecodable type)
 the letter comes back with ``message=None``.
@@ -43,9 +43,8 @@ from orchestrix.core.messaging.dead_letter import (
     DeadLetterNotFoundError,
     DeadLetterStatus,
 )
-from orchestrix.core.messaging.message import Event, Message
-from orchestrix.core.serialization.codec import from_cloudevent
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import Event, EventRegistry, Message
+from orchestrix.core.serialization.cloudevents import from_cloudevent
 from orchestrix_django.models import DeadLetterRecord
 from orchestrix_django.storage.configured import EventDecoding
 

@@ -35,7 +35,7 @@ in :class:`~orchestrix_django.models.EventRecord`, with these guarantees:
   the event and the field, on every database alike:
 
   - every field of an event must fit its annotation, by the rules the decoder
-    reads it back with (see :mod:`orchestrix.core.serialization.codec`):
+    reads it back with (see :mod:`orchestrix.core.serialization.event_codec`):
     :class:`~orchestrix.core.common.exceptions.EncodeError` (a ``ValueError``
     and a ``TypeError``) names the event type, the field's path, what the
     annotation takes and what it got;
@@ -94,9 +94,8 @@ from orchestrix.core.eventsourcing.event_store import (
 )
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EncodedEvent
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import Event, EventRegistry
+from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.models import AppendLock, EventRecord, SnapshotRecord, StreamRecord
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.signals import events_committed

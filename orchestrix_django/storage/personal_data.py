@@ -80,9 +80,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orchestrix.core.common.exceptions import EventDecodeError
-from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event
-from orchestrix.core.serialization.codec import EncodedEvent, EventCodec, JsonValue
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, EventRegistry
+from orchestrix.core.serialization.event_codec import EncodedEvent, EventCodec
+from orchestrix.core.serialization.json_data import JsonValue
 from orchestrix_django.models import SubjectKey
 from orchestrix_django.settings import orchestrix_settings
 

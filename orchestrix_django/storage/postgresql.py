@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EncodedEvent
+from orchestrix.core.serialization.event_codec import EncodedEvent
 
 __all__ = ["APPEND_CALL", "append_parameters", "run_append"]
 

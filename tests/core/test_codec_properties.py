@@ -35,18 +35,12 @@ from hypothesis import strategies as st
 
 from orchestrix.core.common.exceptions import EventDecodeError
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import (
-    TAG,
-    DecodeFailure,
-    EncodedEvent,
-    EventCodec,
-    decode_value,
-    encode_value,
-    from_cloudevent,
-    to_cloudevent,
-)
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import Event, EventRegistry
+from orchestrix.core.serialization.cloudevents import from_cloudevent, to_cloudevent
+from orchestrix.core.serialization.event_codec import EncodedEvent, EventCodec
+from orchestrix.core.serialization.json_data import DecodeFailure
+from orchestrix.core.serialization.tagged import TAG
+from orchestrix.core.serialization.values import decode_value, encode_value
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

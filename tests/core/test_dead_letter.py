@@ -23,7 +23,7 @@ from orchestrix.core.messaging.dead_letter import (
     retry_async,
 )
 from orchestrix.core.messaging.message import Command, Event, Message
-from orchestrix.core.serialization.codec import from_cloudevent, to_cloudevent
+from orchestrix.core.serialization.cloudevents import from_cloudevent, to_cloudevent
 from orchestrix.infrastructure.memory.dead_letter import InMemoryDeadLetterQueue
 
 

@@ -19,13 +19,8 @@ from orchestrix.core.eventsourcing.projection import (
     InMemoryProjectionStateStore,
     ProjectionEngine,
 )
-from orchestrix.core.execution.saga import (
-    InMemorySagaStateStore,
-    Saga,
-    SagaStatus,
-    SagaStep,
-    StepStatus,
-)
+from orchestrix.core.execution.saga import InMemorySagaStateStore, Saga, SagaStatus, SagaStep
+from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix.core.messaging.message import Event
 from orchestrix.infrastructure.memory.dead_letter import InMemoryDeadLetterQueue
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrix.core.eventsourcing.projection import (
+from orchestrix.core.eventsourcing.projection import InMemoryProjectionStateStore, ProjectionState
+from orchestrix.core.eventsourcing.projection_state import (
     AsyncProjectionStateStore,
-    InMemoryProjectionStateStore,
-    ProjectionState,
     ProjectionStateStore,
 )
 from orchestrix.testing.projection_contract import ProjectionStateStoreContract

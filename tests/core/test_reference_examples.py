@@ -224,7 +224,7 @@ def test_repository_is_generic_over_the_aggregate_type() -> None:
 # (the same reference examples); the in-memory store never decodes through
 # the process-wide registry, so they leave it to keep the two suites runnable
 # in one process.
-from orchestrix.core.serialization.registry import default_registry  # noqa: E402
+from orchestrix.core.messaging.message import default_registry  # noqa: E402
 
 for _example_event in (UserCreated, AccountOpened):
     default_registry.unregister(_example_event)

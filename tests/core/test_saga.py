@@ -28,9 +28,8 @@ from orchestrix.core.execution.saga import (
     SagaStateStore,
     SagaStatus,
     SagaStep,
-    StepRecord,
-    StepStatus,
 )
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 
 
 class Crash(BaseException):

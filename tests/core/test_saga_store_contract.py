@@ -12,8 +12,8 @@ from orchestrix.core.execution.saga import (
     SagaState,
     SagaStateStore,
     SagaStatus,
-    SyncSagaStateStore,
 )
+from orchestrix.core.execution.saga_state import SyncSagaStateStore
 from orchestrix.testing.saga_contract import SagaStateStoreContract, assert_raises
 
 

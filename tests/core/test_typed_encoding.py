@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrix.core.common.exceptions import EncodeError, ValidationError
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EncodedEvent, EventCodec, encode_value
-from orchestrix.core.serialization.registry import default_registry
+from orchestrix.core.messaging.message import Event, default_registry
+from orchestrix.core.serialization.event_codec import EncodedEvent, EventCodec
+from orchestrix.core.serialization.values import encode_value
 from orchestrix.infrastructure.memory import InMemoryAsyncEventStore, InMemoryEventStore
 from tests.core.test_codec_properties import (
     LEAVES,

@@ -13,8 +13,7 @@ from orchestrix.core.eventsourcing.versioning import (
     UpcasterRegistry,
     VersionedEvent,
 )
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import Event, EventRegistry
 from orchestrix.infrastructure.memory import InMemoryAsyncEventStore, InMemoryEventStore
 
 

@@ -27,9 +27,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
-from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
+from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 from orchestrix_django.models import EventRecord
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.saga_state import DjangoSagaStateStore

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 from orchestrix_django.projections.runner import DjangoProjection
 
 __all__ = [

@@ -16,7 +16,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 from django.test.utils import isolate_apps
 
-from orchestrix.core.serialization.registry import default_registry
+from orchestrix.core.messaging.message import default_registry
 from orchestrix_django.models import (
     AppendLock,
     DeadLetterRecord,

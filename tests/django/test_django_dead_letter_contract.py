@@ -23,8 +23,7 @@ from orchestrix.core.messaging.dead_letter import (
     DeadLetterStateError,
     DeadLetterStatus,
 )
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import Event, EventRegistry
 from orchestrix.testing.dead_letter_contract import (
     DeadLetterContractEvent,
     DeadLetterQueueContract,

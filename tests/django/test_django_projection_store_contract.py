@@ -17,10 +17,9 @@ from django.db import connections, transaction
 from django.db.transaction import TransactionManagementError
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
-from orchestrix.core.eventsourcing.projection import (
+from orchestrix.core.eventsourcing.projection import ProjectionEngine, ProjectionState
+from orchestrix.core.eventsourcing.projection_state import (
     AsyncProjectionStateStore,
-    ProjectionEngine,
-    ProjectionState,
     ProjectionStateStore,
 )
 from orchestrix.testing.projection_contract import (

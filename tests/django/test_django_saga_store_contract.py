@@ -19,12 +19,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection, connections, transaction
 
 from orchestrix.core.common.exceptions import ConcurrencyError
-from orchestrix.core.execution.saga import (
-    SagaState,
-    SagaStateStore,
-    SagaStatus,
-    SyncSagaStateStore,
-)
+from orchestrix.core.execution.saga import SagaState, SagaStateStore, SagaStatus
+from orchestrix.core.execution.saga_state import SyncSagaStateStore
 from orchestrix.testing.saga_contract import SagaStateStoreContract
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.storage.saga_state import AsyncDjangoSagaStateStore, DjangoSagaStateStore

@@ -33,7 +33,7 @@ from orchestrix.core.common.exceptions import (
 )
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
 from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EncodedEvent
+from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.models import EventRecord, StreamRecord
 from orchestrix_django.storage.append_only import allow_event_mutation
 from orchestrix_django.storage.events import (

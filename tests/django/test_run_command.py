@@ -32,7 +32,11 @@ from orchestrix_django.management.commands import orchestrix_run
 from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
 from orchestrix_django.models import EventRecord
 from orchestrix_django.projections.runner import catch_up as catch_up_for_real
-from orchestrix_django.projections.runner import get_projection, projection_status, reset_projection
+from orchestrix_django.projections.runner import (
+    get_projection,
+    projection_status,
+    reset_projection,
+)
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import AccountOpened, MoneyDeposited

@@ -17,13 +17,8 @@ from django.core.management import call_command
 from django.db import connections, transaction
 from django.test import override_settings
 
-from orchestrix.core.execution.saga import (
-    InMemorySagaStateStore,
-    Saga,
-    SagaStatus,
-    SagaStep,
-    StepStatus,
-)
+from orchestrix.core.execution.saga import InMemorySagaStateStore, Saga, SagaStatus, SagaStep
+from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix_django.celery import SWEEP_ENTRY, saga_beat_schedule
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.saga_tasks import run_saga_task, sweep_sagas

@@ -24,7 +24,8 @@ from django.test import override_settings
 
 from orchestrix.core.common.exceptions import SagaError
 from orchestrix.core.common.retry import FixedDelay
-from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep, StepStatus
+from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep
+from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix.core.messaging.message import Command
 from orchestrix_django.models import EventRecord, SagaStateRecord
 from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running

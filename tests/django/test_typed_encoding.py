@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from orchestrix.core.common.exceptions import EncodeError, EventDecodeError
 from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import TAG, EncodedEvent, EventCodec
+from orchestrix.core.serialization.event_codec import EncodedEvent, EventCodec
+from orchestrix.core.serialization.tagged import TAG
 from orchestrix_django.models import EventRecord
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.core.test_typed_encoding import draw_field, equal, generated_event

@@ -20,28 +20,45 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Literal
 
+from orchestrix.core.common.clock import utc_now
+
 __all__ = [
+    "MetricType",
     "MetricValue",
     "MetricsProvider",
     "NoOpMetricsProvider",
     "NoOpTracingProvider",
     "ObservabilityHooks",
+    "SpanStatus",
     "TraceSpan",
     "TracingProvider",
     "get_observability",
     "init_observability",
 ]
 
-MetricType = Literal["counter", "gauge", "histogram"]
+
+class MetricType(StrEnum):
+    """What a measurement is: a counter increment, a gauge reading or a histogram sample."""
+
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+class SpanStatus(StrEnum):
+    """How a span ended: not yet (``UNSET``), ``OK`` or with an ``ERROR``."""
+
+    UNSET = "unset"
+    OK = "ok"
+    ERROR = "error"
+
+
 Labels = dict[str, str]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -50,10 +67,10 @@ class MetricValue:
 
     name: str
     value: float
-    metric_type: MetricType = "counter"
+    metric_type: MetricType = MetricType.COUNTER
     unit: str = ""
     labels: Labels = field(default_factory=dict)
-    timestamp: datetime = field(default_factory=_utc_now)
+    timestamp: datetime = field(default_factory=utc_now)
 
 
 @dataclass(eq=False)
@@ -68,10 +85,10 @@ class TraceSpan:
     span_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parent_span_id: str | None = None
-    start_time: datetime = field(default_factory=_utc_now)
+    start_time: datetime = field(default_factory=utc_now)
     end_time: datetime | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    status: Literal["unset", "ok", "error"] = "unset"
+    status: SpanStatus = SpanStatus.UNSET
     error: str | None = None
     provider: TracingProvider | None = field(default=None, repr=False)
     _started: float = field(default_factory=time.perf_counter, repr=False)
@@ -93,7 +110,7 @@ class TraceSpan:
 
     def record_error(self, error: BaseException) -> None:
         """Mark the span failed with ``error``."""
-        self.status = "error"
+        self.status = SpanStatus.ERROR
         self.error = f"{type(error).__name__}: {error}"
 
     def end(self) -> None:
@@ -101,9 +118,9 @@ class TraceSpan:
         if self.end_time is not None:
             return
         self._duration = time.perf_counter() - self._started
-        self.end_time = _utc_now()
-        if self.status == "unset":
-            self.status = "ok"
+        self.end_time = utc_now()
+        if self.status == SpanStatus.UNSET:
+            self.status = SpanStatus.OK
         if self.provider is not None:
             self.provider.end_span(self)
 
@@ -130,17 +147,17 @@ class MetricsProvider(ABC):
 
     def counter(self, name: str, value: float = 1.0, labels: Labels | None = None) -> None:
         """Increment the counter ``name`` by ``value``."""
-        self.record_metric(MetricValue(name, value, "counter", "", dict(labels or {})))
+        self.record_metric(MetricValue(name, value, MetricType.COUNTER, "", dict(labels or {})))
 
     def gauge(self, name: str, value: float, labels: Labels | None = None) -> None:
         """Set the gauge ``name`` to ``value``."""
-        self.record_metric(MetricValue(name, value, "gauge", "", dict(labels or {})))
+        self.record_metric(MetricValue(name, value, MetricType.GAUGE, "", dict(labels or {})))
 
     def histogram(
         self, name: str, value: float, unit: str = "", labels: Labels | None = None
     ) -> None:
         """Add a sample to the histogram ``name``."""
-        self.record_metric(MetricValue(name, value, "histogram", unit, dict(labels or {})))
+        self.record_metric(MetricValue(name, value, MetricType.HISTOGRAM, unit, dict(labels or {})))
 
 
 class TracingProvider(ABC):

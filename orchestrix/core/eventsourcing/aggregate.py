@@ -26,7 +26,8 @@ from orchestrix.core.common.observability import ObservabilityHooks, get_observa
 from orchestrix.core.eventsourcing.event_store import AsyncEventStore, EventStore
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import DecodeFailure, dataclass_codec
+from orchestrix.core.serialization.json_data import DecodeFailure
+from orchestrix.core.serialization.values import dataclass_codec
 
 __all__ = ["AggregateRepository", "AggregateRoot", "snake_case"]
 

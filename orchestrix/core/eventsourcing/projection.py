@@ -1,108 +1,24 @@
 """Projections: read models built from the event log, with a durable checkpoint.
 
 A :class:`ProjectionEngine` routes events to the handlers registered with
-:meth:`~ProjectionEngine.on` and remembers, in a :class:`ProjectionState`
-kept by a state store, how far it got (``last_processed_position``)::
-
-    state_store = InMemoryProjectionStateStore()
-    engine = ProjectionEngine("order-summary", state_store)
-
-    @engine.on(OrderCreated)
-    async def on_order_created(event: OrderCreated) -> None:
-        order_totals[event.order_id] = event.total_amount
-
-    await engine.initialize()
-    await engine.process_events(events)
-
-Positions and idempotency
--------------------------
-Events are given either as :class:`~orchestrix.core.eventsourcing.event_store.StoredEvent`
-(from the global log: they carry their ``position``) or as plain events.
-
-* A ``StoredEvent`` whose position is ``<=`` the checkpoint is skipped: a
-  re-delivered batch, or an older event arriving late, does nothing. Positions
-  may have gaps; they must only grow (the global log guarantees it).
-* A plain event gets position ``checkpoint + 1``. It is skipped when its id is
-  the checkpoint's ``last_processed_event_id`` (survives restarts) or among
-  the ids of the last ``dedupe_window`` events this engine processed (kept in
-  memory only). Feed one projection either stored or plain events, not both:
-  the positions of plain events are counters, not log positions.
-
-Events that no handler wants still advance the checkpoint (so the lag
-reaches zero). A handler registered for a class also receives instances of
-its subclasses; a handler registered for a string receives events whose
-``type`` equals it; an event's handlers run one after the other in
-registration order (a function registered under two matching keys runs once).
-
-Failures
---------
-A failing handler is retried with ``retry_policy`` (default: no retry). The
-retry is per handler: handlers of the event that already succeeded are not
-run again by it. When the policy gives up, the state becomes unhealthy
-(``error_count + 1``, ``last_error``), the failure is logged and reported to
-observability, and then, by ``on_failure``:
-
-* ``"stop"`` (default): the checkpoint stays *before* the failing event, the
-  state is saved and :class:`~orchestrix.core.common.exceptions.HandlerError`
-  is raised; the rest of the batch is not processed. The next run starts with
-  the failing event again (all of its handlers run again: handlers must be
-  idempotent, or made transactional by overriding :meth:`ProjectionEngine.invoke_handler`).
-  The first event applied afterwards makes the state healthy again; an
-  operator may instead pass over the event with :meth:`ProjectionEngine.skip_event`.
-* ``"park"`` (needs ``dead_letters``): the event is parked in the dead-letter
-  queue under the source ``f"projection:{projection_id}"``, the checkpoint
-  moves past it, the state is saved and the batch goes on. The projection
-  stays unhealthy for as long as it has parked letters (its read model lacks
-  those events): health is re-checked at the end of each call and after
-  :meth:`ProjectionEngine.retry_dead_letter` (which re-runs all the event's
-  handlers once), and comes back once every letter of this projection is
-  retried or discarded. The queue may be a sync ``DeadLetterQueue`` or an
-  ``AsyncDeadLetterQueue``. A reset discards the projection's parked letters.
-
-Faults are not failures
------------------------
-An error that :meth:`ProjectionEngine.is_fault` recognises (the infrastructure
-failed, not the handler: a lost database connection, a deadlock) is not a
-handler failure: the retry policy does not retry it, the state stays healthy,
-nothing is parked, and the error propagates out of
-:meth:`~ProjectionEngine.process_events` to the runner, which retries the batch
-once the infrastructure is back. The core recognises no error as a fault; a
-runner on a database overrides the method.
-
-Persistence of the checkpoint
------------------------------
-The checkpoint is never saved ahead of the handlers: the state is saved after
-the handlers of an event returned, never before. :meth:`~ProjectionEngine.handle_event`
-saves after each event. :meth:`~ProjectionEngine.process_events` saves every
-``checkpoint_every`` applied events (default 1: after each one), at the end of
-the batch, on a failure, after a parked event, and when the batch is cut short
-by another error. Delivery is therefore at least once: a crash between a
-handler's effect and the next save re-delivers the events since the last save
-(at most one with the default). Set ``checkpoint_every=None`` (once per batch)
-when the caller commits the read model and the checkpoint in one transaction:
-then a crash rolls both back and nothing is applied twice. Such a runner
-should catch ``HandlerError`` *inside* its transaction (so the events applied
-before the failure and the unhealthy state commit together, with a savepoint
-per handler attempt via :meth:`ProjectionEngine.invoke_handler`), and call
-:meth:`ProjectionEngine.initialize` after any rollback, since the engine's
-in-memory state is then ahead of the database.
+:meth:`~ProjectionEngine.on` and remembers, in a
+:class:`~orchestrix.core.eventsourcing.projection_state.ProjectionState` kept by
+a state store, how far it got. Positions and idempotency, failures, faults and
+when the checkpoint is saved: see docs/core-api.md ("Projections").
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import enum
 import inspect
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import (
     ObservabilityHooks,
@@ -112,6 +28,18 @@ from orchestrix.core.common.observability import (
 )
 from orchestrix.core.common.retry import NoRetry, RetryPolicy, retry_async
 from orchestrix.core.eventsourcing.event_store import StoredEvent
+from orchestrix.core.eventsourcing.projection_checkpoint import Checkpoint, unpack
+from orchestrix.core.eventsourcing.projection_routes import (
+    EventKey,
+    HandlerRoutes,
+    Registration,
+    callable_name,
+)
+from orchestrix.core.eventsourcing.projection_state import (
+    AsyncProjectionStateStore,
+    ProjectionState,
+    ProjectionStateStore,
+)
 from orchestrix.core.messaging import dead_letter as dead_letter_module
 from orchestrix.core.messaging.dead_letter import (
     AnyDeadLetterQueue,
@@ -120,10 +48,13 @@ from orchestrix.core.messaging.dead_letter import (
     describe_error_type,
 )
 from orchestrix.core.messaging.message import Event, Message
+from orchestrix.infrastructure.memory.projection_state import InMemoryProjectionStateStore
 
+# ProjectionState, ProjectionStateStore and InMemoryProjectionStateStore are
+# importable from here, as the core API reference documents.
 __all__ = [
-    "AsyncProjectionStateStore",
     "InMemoryProjectionStateStore",
+    "OnFailure",
     "ProjectionEngine",
     "ProjectionState",
     "ProjectionStateStore",
@@ -139,130 +70,16 @@ _T = TypeVar("_T")
 DEFAULT_DEDUPE_WINDOW = 10_000
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+class OnFailure(enum.StrEnum):
+    """What a projection does with an event whose handler keeps failing."""
 
-
-# ---------------------------------------------------------------- state
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProjectionState:
-    """Where a projection stands: its checkpoint and its health.
-
-    ``last_processed_position`` is the checkpoint (0: nothing processed);
-    ``last_processed_event_id`` is the id of the event at it. ``error_count``
-    counts handler failures since the last reset (it never goes down on
-    success); ``last_error`` describes the latest one and is kept after the
-    projection recovers. ``events_processed`` counts the events that moved the
-    checkpoint since the last reset (parked and skipped events excluded).
-    """
-
-    projection_id: str
-    last_processed_event_id: str | None = None
-    last_processed_position: int = 0
-    updated_at: datetime = field(default_factory=_utc_now)
-    error_count: int = 0
-    is_healthy: bool = True
-    last_error: str | None = None
-    events_processed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.projection_id, str) or not self.projection_id:
-            raise ValueError(
-                f"projection_id must be a non-empty string, got {self.projection_id!r}"
-            )
-        for name in ("last_processed_position", "error_count", "events_processed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        stamp = self.updated_at
-        if not isinstance(stamp, datetime):
-            raise TypeError(f"updated_at must be a datetime, got {stamp!r}")
-        if stamp.tzinfo is None or stamp.utcoffset() is None:
-            raise ValueError(f"updated_at must be timezone-aware, got naive {stamp}")
-        if stamp.utcoffset():
-            object.__setattr__(self, "updated_at", stamp.astimezone(UTC))
-
-
-@runtime_checkable
-class ProjectionStateStore(Protocol):
-    """Keeps one :class:`ProjectionState` per projection id (synchronous)."""
-
-    def load_state(self, projection_id: str) -> ProjectionState | None:
-        """The saved state of ``projection_id``, or None."""
-        ...
-
-    def save_state(self, state: ProjectionState) -> None:
-        """Store ``state``, replacing the saved state of its projection."""
-        ...
-
-    def delete_state(self, projection_id: str) -> None:
-        """Forget ``projection_id``'s state (nothing happens when there is none)."""
-        ...
-
-
-@runtime_checkable
-class AsyncProjectionStateStore(Protocol):
-    """The asynchronous twin of :class:`ProjectionStateStore` (same method names)."""
-
-    async def load_state(self, projection_id: str) -> ProjectionState | None:
-        """The saved state of ``projection_id``, or None."""
-        ...
-
-    async def save_state(self, state: ProjectionState) -> None:
-        """Store ``state``, replacing the saved state of its projection."""
-        ...
-
-    async def delete_state(self, projection_id: str) -> None:
-        """Forget ``projection_id``'s state (nothing happens when there is none)."""
-        ...
-
-
-class InMemoryProjectionStateStore:
-    """Projection states in a dict: the reference :class:`ProjectionStateStore`. Thread-safe.
-
-    States are immutable, so they are stored and returned as they are.
-    """
-
-    def __init__(self) -> None:
-        self._states: dict[str, ProjectionState] = {}
-        self._lock = threading.Lock()
-
-    def load_state(self, projection_id: str) -> ProjectionState | None:
-        """The saved state of ``projection_id``, or None."""
-        with self._lock:
-            return self._states.get(projection_id)
-
-    def save_state(self, state: ProjectionState) -> None:
-        """Store ``state``, replacing the saved state of its projection."""
-        if not isinstance(state, ProjectionState):
-            raise TypeError(f"expected a ProjectionState, got {type(state).__name__}")
-        with self._lock:
-            self._states[state.projection_id] = state
-
-    def delete_state(self, projection_id: str) -> None:
-        """Forget ``projection_id``'s state (nothing happens when there is none)."""
-        with self._lock:
-            self._states.pop(projection_id, None)
-
-    def projection_ids(self) -> list[str]:
-        """The ids of every stored state, sorted."""
-        with self._lock:
-            return sorted(self._states)
+    #: The checkpoint stays before the event and ``HandlerError`` is raised.
+    STOP = "stop"
+    #: The event is parked in the dead-letter queue and the projection goes on.
+    PARK = "park"
 
 
 # ---------------------------------------------------------------- engine internals
-
-
-EventKey = type[Event] | str
-
-
-@dataclass(frozen=True, slots=True)
-class _Registration:
-    key: EventKey
-    handler: Callable[[Any], Any]
-    name: str
 
 
 class _Outcome(enum.Enum):
@@ -272,7 +89,7 @@ class _Outcome(enum.Enum):
 
 
 class _Failure(NamedTuple):
-    registration: _Registration
+    registration: Registration
     error: Exception
     attempts: int
 
@@ -298,38 +115,11 @@ class _UnlessFault(RetryPolicy):
         return not self.is_fault(error) and self.policy.is_retryable(error)
 
 
-def _callable_name(function: Callable[..., Any]) -> str:
-    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
-    if name is None:
-        return repr(function)
-    module = getattr(function, "__module__", None)
-    return f"{module}.{name}" if module else str(name)
-
-
 async def _settle(value: Awaitable[_T] | _T) -> _T:
     """``value``, awaited first when it is awaitable (sync or async stores and queues)."""
     if inspect.isawaitable(value):
         return cast(_T, await value)
     return value
-
-
-def _ascending_after(events: Sequence[Event | StoredEvent], position: int) -> bool:
-    """Whether ``events`` are stored events at rising positions, all after ``position``."""
-    if not events:
-        return False
-    for item in events:
-        if type(item) is not StoredEvent or item.position <= position:
-            return False
-        position = item.position
-    return True
-
-
-def _unpack(item: Event | StoredEvent) -> tuple[Event, int | None, str | None, int | None]:
-    if isinstance(item, StoredEvent):
-        return item.event, item.position, item.stream_id, item.version
-    if isinstance(item, Event):
-        return item, None, None, None
-    raise TypeError(f"a projection processes Event or StoredEvent objects, got {item!r}")
 
 
 # ---------------------------------------------------------------- engine
@@ -346,7 +136,7 @@ class ProjectionEngine:
       process-wide hooks of :func:`get_observability`, looked up at each report);
     * ``retry_policy``: how often a failing handler is retried (default: never);
     * ``dead_letters`` and ``on_failure`` (``"stop"`` or ``"park"``): what
-      happens to an event whose handler keeps failing (see the module docs);
+      happens to an event whose handler keeps failing (:class:`OnFailure`);
     * ``checkpoint_every``: save the state after this many applied events
       within :meth:`process_events` (None: once per batch);
     * ``dedupe_window``: how many plain-event ids are remembered to skip duplicates.
@@ -365,15 +155,15 @@ class ProjectionEngine:
         observability: ObservabilityHooks | None = None,
         retry_policy: RetryPolicy | None = None,
         dead_letters: AnyDeadLetterQueue | None = None,
-        on_failure: Literal["stop", "park"] = "stop",
+        on_failure: OnFailure | Literal["stop", "park"] = OnFailure.STOP,
         checkpoint_every: int | None = 1,
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
     ) -> None:
         if not isinstance(projection_id, str) or not projection_id:
             raise ValueError(f"projection_id must be a non-empty string, got {projection_id!r}")
-        if on_failure not in ("stop", "park"):
+        if on_failure not in tuple(OnFailure):
             raise ValueError(f"on_failure must be 'stop' or 'park', got {on_failure!r}")
-        if on_failure == "park" and dead_letters is None:
+        if on_failure == OnFailure.PARK and dead_letters is None:
             raise ValueError("on_failure='park' needs a dead-letter queue (dead_letters=...)")
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
@@ -384,19 +174,22 @@ class ProjectionEngine:
         self.tracing = tracing
         self.retry_policy: RetryPolicy = retry_policy if retry_policy is not None else NoRetry()
         self.dead_letters = dead_letters
-        self.on_failure: Literal["stop", "park"] = on_failure
+        self.on_failure = OnFailure(on_failure)
         self.checkpoint_every = checkpoint_every
-        self.dedupe_window = dedupe_window
         self._observability = observability
-        self._registrations: list[_Registration] = []
+        self._routes = HandlerRoutes()
         self._reset_hooks: list[Callable[[], Any]] = []
-        self._routes: dict[tuple[type[Event], str], tuple[_Registration, ...]] = {}
-        self._state: ProjectionState | None = None
-        self._dirty = False
-        self._recent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._checkpoint = Checkpoint(
+            projection_id, dedupe_window, recover_on_success=self.on_failure is OnFailure.STOP
+        )
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._lock_owner: asyncio.Task[Any] | None = None
+
+    @property
+    def dedupe_window(self) -> int:
+        """How many plain-event ids are remembered to skip duplicates."""
+        return self._checkpoint.dedupe_window
 
     def __repr__(self) -> str:
         return f"<ProjectionEngine {self.projection_id!r}>"
@@ -420,8 +213,7 @@ class ProjectionEngine:
         def register(handler: _H) -> _H:
             if not callable(handler):
                 raise TypeError(f"a projection handler must be callable, got {handler!r}")
-            self._registrations.append(_Registration(event_type, handler, _callable_name(handler)))
-            self._routes.clear()
+            self._routes.add(event_type, handler)
             return handler
 
         return register
@@ -438,15 +230,15 @@ class ProjectionEngine:
 
     def handled_types(self) -> tuple[EventKey, ...]:
         """The registered event classes and type strings, in registration order, once each."""
-        return tuple(dict.fromkeys(registration.key for registration in self._registrations))
+        return self._routes.keys()
 
     def handlers(self) -> tuple[Callable[[Any], Any], ...]:
         """Every registered handler, in registration order, once each."""
-        return tuple(dict.fromkeys(registration.handler for registration in self._registrations))
+        return self._routes.handlers()
 
     def handlers_for(self, event: Event) -> tuple[Callable[[Any], Any], ...]:
         """The handlers ``event`` is routed to, in the order they run (see :meth:`on`)."""
-        return tuple(registration.handler for registration in self._handlers_for(event))
+        return tuple(registration.handler for registration in self._routes.for_event(event))
 
     def handles(self, event_type: str, event_class: type[Event] | None) -> bool:
         """Whether events of ``event_type``, decoded as ``event_class``, reach a handler.
@@ -458,14 +250,7 @@ class ProjectionEngine:
         projections that need it; the others pass over it like any event no
         handler wants.
         """
-        for registration in self._registrations:
-            key = registration.key
-            if isinstance(key, str):
-                if key == event_type:
-                    return True
-            elif key is Event or (event_class is not None and issubclass(event_class, key)):
-                return True
-        return False
+        return self._routes.handles(event_type, event_class)
 
     # -- state --------------------------------------------------------------
 
@@ -481,12 +266,10 @@ class ProjectionEngine:
 
     def get_state(self) -> ProjectionState:
         """The current state (a fresh, unsaved one until :meth:`initialize` loaded it)."""
-        if self._state is None:
-            return ProjectionState(projection_id=self.projection_id)
-        return self._state
+        return self._checkpoint.current()
 
     def is_healthy(self) -> bool:
-        """Whether the last failure, if any, has been resolved (see the module docs)."""
+        """Whether the last failure, if any, has been resolved (docs/core-api.md, "Projections")."""
         return self.get_state().is_healthy
 
     def lag(self, head_position: int) -> int:
@@ -519,7 +302,7 @@ class ProjectionEngine:
         async with self._exclusive():
             await self._ensure_loaded()
             outcome = await self._process_one(event, None)
-            if self._dirty:
+            if self._checkpoint.dirty:
                 await self._save()
             if outcome is _Outcome.APPLIED:
                 state = self.get_state()
@@ -552,7 +335,7 @@ class ProjectionEngine:
         async with self._exclusive():
             await self._ensure_loaded()
             applied = self.advance_past(events)
-            if self._dirty:
+            if self._checkpoint.dirty:
                 await self._save()
             await self._settle_health()
             return applied
@@ -568,73 +351,11 @@ class ProjectionEngine:
         caller saves :meth:`get_state` (until then the engine saves it at its
         next operation).
         """
-        state = self.get_state()
-        last_position = state.last_processed_position
-        if _ascending_after(events, last_position):
-            # The common case, a runner's page of the log: every event moves
-            # the checkpoint, and only the last `window` ids need remembering.
-            last = cast(StoredEvent, events[-1])
-            window = self.dedupe_window
-            tail = [cast(StoredEvent, item).event.id for item in events[-window:]] if window else []
-            return self._moved(state, len(events), last.position, last.event.id, tail)
-        last_id = state.last_processed_event_id
-        applied = 0
-        window = self.dedupe_window
-        recent = self._recent_ids
-        moved: list[str] = []  # ids of the events that moved the checkpoint
-        for item in events:
-            if type(item) is StoredEvent:
-                log_position: int | None = item.position
-                event = item.event
-            else:
-                event, log_position, _, _ = _unpack(item)
-            if log_position is None:
-                if event.id == last_id or event.id in recent:
-                    continue
-                log_position = last_position + 1
-                if window:
-                    # Later plain events of this call must see this one.
-                    recent[event.id] = None
-            elif log_position <= last_position:
-                continue
-            last_position, last_id = log_position, event.id
-            applied += 1
-            moved.append(event.id)
-        if not applied:
-            return 0
-        return self._moved(
-            state, applied, last_position, last_id, moved[-window:] if window else []
-        )
-
-    def _moved(
-        self,
-        state: ProjectionState,
-        applied: int,
-        position: int,
-        event_id: str | None,
-        newest_ids: list[str],
-    ) -> int:
-        """The checkpoint moved past ``applied`` events to ``position`` (advance_past)."""
-        recent = self._recent_ids
-        window = self.dedupe_window
-        if window:
-            # Only the newest `window` ids survive: add just those.
-            for newest in newest_ids:
-                recent[newest] = None
-                recent.move_to_end(newest)
-            while len(recent) > window:
-                recent.popitem(last=False)
-        self._state = dataclasses.replace(
-            state,
-            last_processed_position=position,
-            last_processed_event_id=event_id,
-            updated_at=_utc_now(),
-            events_processed=state.events_processed + applied,
-            # As after a success in process_events (see _advance).
-            is_healthy=True if self.on_failure == "stop" else state.is_healthy,
-        )
-        self._dirty = True
-        self.observability.record_projection_processed(self.projection_id, applied, position)
+        checkpoint = self._checkpoint
+        applied = checkpoint.advance_past(events)
+        if applied:
+            position = checkpoint.current().last_processed_position
+            self.observability.record_projection_processed(self.projection_id, applied, position)
         return applied
 
     def adopt_state(self, state: ProjectionState) -> None:
@@ -647,11 +368,11 @@ class ProjectionEngine:
             raise ValueError(
                 f"adopt_state() got the state of {state.projection_id!r} for {self.projection_id!r}"
             )
-        self._take_loaded(state)
+        self._checkpoint.take_loaded(state)
 
     def mark_saved(self) -> None:
         """Tell the engine that the caller saved :meth:`get_state` (see :meth:`advance_past`)."""
-        self._dirty = False
+        self._checkpoint.dirty = False
 
     async def replay(self, events: Iterable[Event | StoredEvent]) -> int:
         """Rebuild from scratch: :meth:`reset`, then process ``events``."""
@@ -695,12 +416,12 @@ class ProjectionEngine:
                     f"dead letter {dead_letter_id!r} belongs to {letter.source!r}, "
                     f"not to {self.dead_letter_source!r}"
                 )
-            failed: list[_Registration] = []
+            failed: list[Registration] = []
 
             async def reapply(message: Message) -> None:
                 if not isinstance(message, Event):
                     raise TypeError(f"a projection handles events, got {type(message).__name__}")
-                for registration in self._handlers_for(message):
+                for registration in self._routes.for_event(message):
                     failed[:] = [registration]
                     await self.invoke_handler(registration.handler, message)
                 failed.clear()
@@ -719,8 +440,8 @@ class ProjectionEngine:
                     await self._save()
                     raise HandlerError(letter.message_type, failed[0].name, error) from error
             state = self.get_state()
-            self._state = dataclasses.replace(
-                state, events_processed=state.events_processed + 1, updated_at=_utc_now()
+            self._checkpoint.state = dataclasses.replace(
+                state, events_processed=state.events_processed + 1, updated_at=utc_now()
             )
             await self._save()
             await self._settle_health()
@@ -736,13 +457,13 @@ class ProjectionEngine:
         """
         async with self._exclusive():
             await self._ensure_loaded()
-            unpacked, log_position, _stream_id, _version = _unpack(event)
-            position = self._next_position(unpacked, log_position)
+            unpacked, log_position, _stream_id, _version = unpack(event)
+            position = self._checkpoint.next_position(unpacked, log_position)
             if position is None:
                 return False
-            self._advance(unpacked, position, applied=False)
-            if self.on_failure == "stop":
-                self._state = dataclasses.replace(self.get_state(), is_healthy=True)
+            self._checkpoint.advance(unpacked, position, applied=False)
+            if self.on_failure is OnFailure.STOP:
+                self._checkpoint.state = dataclasses.replace(self.get_state(), is_healthy=True)
             await self._save()
             _logger.warning(
                 "projection %s skipped %s %s at position %s without applying it",
@@ -758,7 +479,7 @@ class ProjectionEngine:
         """Whether ``error`` is a fault of the infrastructure rather than of the handler.
 
         A fault ends the handler's attempts at once, without counting as a
-        failure, and propagates to the caller (see the module docs). False for
+        failure, and propagates to the caller (docs/core-api.md, "Projections"). False for
         every error here; runners whose handlers use a database override it.
         """
         return False
@@ -799,7 +520,7 @@ class ProjectionEngine:
                 # applied so far are applied: keep their checkpoint. Not after a
                 # fault: the state store is likely out of reach too, and the
                 # runner retries the batch from the saved checkpoint.
-                if self._dirty and not self.is_fault(error):
+                if self._checkpoint.dirty and not self.is_fault(error):
                     await self._save_quietly()
                 raise
             finally:
@@ -811,25 +532,14 @@ class ProjectionEngine:
                 if span is not None:
                     span.set_attribute("applied", applied)
                     span.set_attribute("position", state.last_processed_position)
-            if self._dirty:
+            if self._checkpoint.dirty:
                 await self._save()
             await self._settle_health()
         return applied
 
-    def _next_position(self, event: Event, log_position: int | None) -> int | None:
-        """The position ``event`` would move the checkpoint to, or None if it was processed."""
-        state = self.get_state()
-        if log_position is None:
-            if event.id == state.last_processed_event_id or event.id in self._recent_ids:
-                return None
-            return state.last_processed_position + 1
-        if log_position <= state.last_processed_position:
-            return None
-        return log_position
-
     async def _process_one(self, item: Event | StoredEvent, parent: TraceSpan | None) -> _Outcome:
-        event, log_position, stream_id, version = _unpack(item)
-        position = self._next_position(event, log_position)
+        event, log_position, stream_id, version = unpack(item)
+        position = self._checkpoint.next_position(event, log_position)
         if position is None:
             return _Outcome.SKIPPED
         with self._span(
@@ -842,7 +552,7 @@ class ProjectionEngine:
         ) as span:
             failure = await self._apply(event)
             if failure is None:
-                self._advance(event, position, applied=True)
+                self._checkpoint.advance(event, position, applied=True)
                 if span is not None:
                     span.set_attribute("outcome", _Outcome.APPLIED.value)
                 return _Outcome.APPLIED
@@ -854,13 +564,13 @@ class ProjectionEngine:
             return outcome
 
     async def _apply(self, event: Event) -> _Failure | None:
-        for registration in self._handlers_for(event):
+        for registration in self._routes.for_event(event):
             failure = await self._call_with_retry(registration, event)
             if failure is not None:
                 return failure
         return None
 
-    async def _call_with_retry(self, registration: _Registration, event: Event) -> _Failure | None:
+    async def _call_with_retry(self, registration: Registration, event: Event) -> _Failure | None:
         attempts = 0
 
         async def attempt() -> None:
@@ -892,7 +602,7 @@ class ProjectionEngine:
             f"{attempts} attempt(s): {describe_error_type(error)}: {error}"
         )
         self._record_failure(description, error)
-        if self.on_failure == "park" and self.dead_letters is not None:
+        if self.on_failure is OnFailure.PARK and self.dead_letters is not None:
             try:
                 await _settle(
                     self.dead_letters.park(
@@ -910,13 +620,13 @@ class ProjectionEngine:
                 # Could not park: the event must not be passed over, so stop.
                 _logger.exception("projection %s could not park the event", self.projection_id)
                 state = self.get_state()
-                self._state = dataclasses.replace(
+                self._checkpoint.state = dataclasses.replace(
                     state,
                     last_error=f"{description} (parking failed: "
                     f"{describe_error_type(park_error)}: {park_error})",
                 )
             else:
-                self._advance(event, position, applied=False)
+                self._checkpoint.advance(event, position, applied=False)
                 await self._save()
                 return _Outcome.PARKED
         await self._save()
@@ -924,51 +634,16 @@ class ProjectionEngine:
 
     def _record_failure(self, description: str, error: Exception) -> None:
         state = self.get_state()
-        self._state = dataclasses.replace(
+        self._checkpoint.state = dataclasses.replace(
             state,
             error_count=state.error_count + 1,
             is_healthy=False,
             last_error=description,
-            updated_at=_utc_now(),
+            updated_at=utc_now(),
         )
-        self._dirty = True
+        self._checkpoint.dirty = True
         _logger.error("projection %s: %s", self.projection_id, description, exc_info=error)
         self.observability.record_projection_error(self.projection_id, description)
-
-    def _advance(self, event: Event, position: int, *, applied: bool) -> None:
-        state = self.get_state()
-        # With "stop" the failing event is the first one retried, so success
-        # means recovery; with "park" health waits for the parked letters.
-        healthy = True if applied and self.on_failure == "stop" else state.is_healthy
-        self._state = dataclasses.replace(
-            state,
-            last_processed_position=position,
-            last_processed_event_id=event.id,
-            updated_at=_utc_now(),
-            events_processed=state.events_processed + (1 if applied else 0),
-            is_healthy=healthy,
-        )
-        self._dirty = True
-        if self.dedupe_window:
-            self._recent_ids[event.id] = None
-            if len(self._recent_ids) > self.dedupe_window:
-                self._recent_ids.popitem(last=False)
-
-    def _handlers_for(self, event: Event) -> tuple[_Registration, ...]:
-        key = (type(event), event.type)
-        routes = self._routes.get(key)
-        if routes is None:
-            chosen: dict[int, _Registration] = {}
-            for registration in self._registrations:
-                wanted = registration.key
-                matches = (
-                    event.type == wanted if isinstance(wanted, str) else isinstance(event, wanted)
-                )
-                # A function registered under two matching keys runs once.
-                if matches and id(registration.handler) not in chosen:
-                    chosen[id(registration.handler)] = registration
-            routes = self._routes[key] = tuple(chosen.values())
-        return routes
 
     async def _reset(self) -> None:
         for hook in self._reset_hooks:
@@ -980,15 +655,12 @@ class ProjectionEngine:
                 if self.is_fault(error):
                     raise
                 self._record_failure(
-                    f"reset failed in {_callable_name(hook)}: "
-                    f"{describe_error_type(error)}: {error}",
+                    f"reset failed in {callable_name(hook)}: {describe_error_type(error)}: {error}",
                     error,
                 )
                 await self._save()
                 raise
-        self._recent_ids.clear()
-        self._state = ProjectionState(projection_id=self.projection_id)
-        self._dirty = True
+        self._checkpoint.start_afresh()
         await self._save()
         _logger.info("projection %s reset", self.projection_id)
         queue = self.dead_letters
@@ -1000,18 +672,20 @@ class ProjectionEngine:
     async def _settle_health(self) -> None:
         """With ``park``, become healthy again once no letter of this projection is parked."""
         state = self.get_state()
-        if state.is_healthy or self.on_failure != "park" or self.dead_letters is None:
+        if state.is_healthy or self.on_failure is not OnFailure.PARK or self.dead_letters is None:
             return
         parked: int = await _settle(self.dead_letters.count(source=self.dead_letter_source))
         if parked == 0:
-            self._state = dataclasses.replace(state, is_healthy=True, updated_at=_utc_now())
-            self._dirty = True
+            self._checkpoint.state = dataclasses.replace(
+                state, is_healthy=True, updated_at=utc_now()
+            )
+            self._checkpoint.dirty = True
             await self._save()
 
     # -- internals: the state store -----------------------------------------
 
     async def _ensure_loaded(self) -> None:
-        if self._state is None:
+        if self._checkpoint.state is None:
             await self._load()
 
     async def _load(self) -> None:
@@ -1020,8 +694,8 @@ class ProjectionEngine:
             result = await result
         loaded: ProjectionState | None = result
         if loaded is None:
-            self._state = ProjectionState(projection_id=self.projection_id)
-            self._dirty = True
+            self._checkpoint.state = ProjectionState(projection_id=self.projection_id)
+            self._checkpoint.dirty = True
             await self._save()
         else:
             if loaded.projection_id != self.projection_id:
@@ -1029,23 +703,14 @@ class ProjectionEngine:
                     f"the state store returned the state of {loaded.projection_id!r} "
                     f"for {self.projection_id!r}"
                 )
-            self._take_loaded(loaded)
+            self._checkpoint.take_loaded(loaded)
         await self._settle_health()
-
-    def _take_loaded(self, loaded: ProjectionState) -> None:
-        current = self._state
-        if current is not None and loaded.last_processed_position < current.last_processed_position:
-            # Someone reset the checkpoint behind our back: the ids we
-            # remember are no longer "processed".
-            self._recent_ids.clear()
-        self._state = loaded
-        self._dirty = False
 
     async def _save(self) -> None:
         result = self.state_store.save_state(self.get_state())
         if inspect.isawaitable(result):
             await result
-        self._dirty = False
+        self._checkpoint.dirty = False
 
     async def _save_quietly(self) -> None:
         try:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from orchestrix.core.common.clock import utc_now
+
 __all__ = ["Snapshot"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,7 @@ class Snapshot:
     aggregate_type: str
     version: int
     state: dict[str, Any]
-    timestamp: datetime = field(default_factory=_utc_now)
+    timestamp: datetime = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
         if not self.aggregate_id:

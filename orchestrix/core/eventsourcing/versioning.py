@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from orchestrix.core.common.exceptions import DowncastError, MissingUpcasterError, UpcastError
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.registry import EventRegistry, default_registry
+from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 
 __all__ = [
     "EventUpcast",

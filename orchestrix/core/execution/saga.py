@@ -1,59 +1,26 @@
 """Sagas: long-running processes that undo their completed steps when one fails.
 
-A :class:`Saga` runs its :class:`SagaStep` actions in order. Each action (and
-each compensation) is called with the keyword arguments its signature declares,
-picked from the keyword arguments given to :meth:`Saga.execute`:
-
-* a ``**kwargs`` parameter receives every saga keyword argument;
-* in a *compensation*, a parameter named ``result`` receives the result of
-  that step's own action;
-* when declared and not already a saga keyword argument, ``saga_id``,
-  ``idempotency_key`` (``f"{saga_id}:{step_name}"``, the same on every retry
-  and every resume) and ``results`` (step name -> result of each completed
-  step) are supplied too.
-
-Sync and async callables both work. When a step fails (after the retries its
-``retry_policy`` allows), the completed steps are compensated in reverse order;
-a compensation that fails (after its own retries) is recorded and the others
-still run. The saga then ends ``FAILED`` with ``error`` set.
-
-The state is persisted through a :class:`SagaStateStore` before and after
-every step, so a saga re-created with the same ``saga_id`` after a crash
-(``await saga.initialize(saga_id)`` then ``await saga.execute()``) resumes
-where it stopped: completed steps never run again, an interrupted step runs
-again (so steps must be idempotent, keyed by ``idempotency_key``), and an
-interrupted compensation goes on with the steps not yet compensated.
-
-An error that :meth:`Saga.is_fault` recognises (the infrastructure failed,
-not the step: a lost database connection, a deadlock) is not a step failure:
-it is not retried by the step's policy, nothing is compensated, and it
-propagates out of :meth:`Saga.execute` with the state as persisted (the step
-RUNNING), so that the runner resumes the saga once the infrastructure is back
-and the interrupted step runs again. The core recognises no error as a fault.
-
-Stores use optimistic locking: ``SagaState.version`` is the version the
-caller read (0 for a state never saved); ``save`` succeeds only if it is still
-the stored version, stores a copy with ``version + 1`` and returns that copy.
+A :class:`Saga` runs its :class:`SagaStep` actions in order, persisting its
+state after every step, and compensates the completed steps in reverse order
+when one fails. How arguments reach each step, resuming after a crash, and
+faults: see docs/core-api.md ("Sagas").
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
-import copy
 import functools
 import inspect
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import Enum, StrEnum
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Any
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import ConcurrencyError, SagaError
 from orchestrix.core.common.observability import (
     ObservabilityHooks,
@@ -62,8 +29,19 @@ from orchestrix.core.common.observability import (
     get_observability,
 )
 from orchestrix.core.common.retry import NoRetry, RetryPolicy
-from orchestrix.core.serialization.codec import decode_value, encode_value
+from orchestrix.core.execution.saga_state import (
+    SagaState,
+    SagaStateStore,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+    SyncSagaStateStore,
+)
+from orchestrix.core.execution.step_arguments import _CallPlan
+from orchestrix.infrastructure.memory.saga_state import InMemorySagaStateStore
 
+# SagaState, SagaStatus, SagaStateStore and InMemorySagaStateStore are
+# importable from here, as the core API reference documents.
 __all__ = [
     "InMemorySagaStateStore",
     "Saga",
@@ -71,9 +49,6 @@ __all__ = [
     "SagaStateStore",
     "SagaStatus",
     "SagaStep",
-    "StepRecord",
-    "StepStatus",
-    "SyncSagaStateStore",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,64 +56,16 @@ logger = logging.getLogger(__name__)
 #: Runs a sync callable somewhere an event loop may wait for it (a thread, say).
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
 
-#: Names a step may declare to receive saga context (unless a saga kwarg has that name).
-CONTEXT_ARGUMENTS: tuple[str, ...] = ("saga_id", "idempotency_key", "results")
 
+class _Call(StrEnum):
+    """Which callable of a step runs; the value names its span (``saga.step``)."""
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    ACTION = "step"
+    COMPENSATION = "compensation"
 
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def _datetime_or_none(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    # Every timestamp is aware UTC; a naive one from an old row is taken as UTC.
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
-def _iso_or_none(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-# ------------------------------------------------------------------ statuses
-
-
-class SagaStatus(Enum):
-    """Where a saga is in its life."""
-
-    PENDING = "pending"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    COMPENSATING = "compensating"
-    FAILED = "failed"
-
-
-class StepStatus(StrEnum):
-    """Where one step is. A ``StrEnum``, so it also compares equal to its value."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    COMPENSATING = "compensating"
-    COMPENSATED = "compensated"
-    COMPENSATION_FAILED = "compensation_failed"
-
-
-#: Statuses of a step whose action finished successfully (whatever happened after).
-_ACTION_DONE = frozenset(
-    {
-        StepStatus.COMPLETED,
-        StepStatus.COMPENSATING,
-        StepStatus.COMPENSATED,
-        StepStatus.COMPENSATION_FAILED,
-    }
-)
 
 
 # ------------------------------------------------------------------ steps
@@ -169,398 +96,6 @@ class SagaStep:
                 f"step {self.name!r}: compensation must be callable or None, "
                 f"got {self.compensation!r}"
             )
-
-
-@dataclass
-class StepRecord:
-    """The history of one step within one saga run.
-
-    ``attempts`` counts calls of the action (1 after the first call, counting
-    retries and calls interrupted by a crash); ``error`` is the action's last
-    error. ``compensation_attempts`` and ``compensation_error`` are the same
-    for the compensation. A step without a compensation is marked
-    ``compensated`` when the saga unwinds (there is nothing to undo).
-    """
-
-    name: str
-    status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
-    result: Any = None
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    compensated_at: datetime | None = None
-    compensation_attempts: int = 0
-    compensation_error: str | None = None
-
-    @property
-    def action_completed(self) -> bool:
-        """Whether the action finished successfully (even if compensated since)."""
-        return self.status in _ACTION_DONE
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible data (the result goes through the Orchestrix codec)."""
-        return {
-            "name": self.name,
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "result": encode_value(self.result),
-            "error": self.error,
-            "started_at": _iso_or_none(self.started_at),
-            "finished_at": _iso_or_none(self.finished_at),
-            "compensated_at": _iso_or_none(self.compensated_at),
-            "compensation_attempts": self.compensation_attempts,
-            "compensation_error": self.compensation_error,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
-        """The record :meth:`to_dict` described."""
-        return cls(
-            name=data["name"],
-            status=StepStatus(data.get("status", StepStatus.PENDING.value)),
-            attempts=int(data.get("attempts", 0)),
-            result=decode_value(data.get("result")),
-            error=data.get("error"),
-            started_at=_datetime_or_none(data.get("started_at")),
-            finished_at=_datetime_or_none(data.get("finished_at")),
-            compensated_at=_datetime_or_none(data.get("compensated_at")),
-            compensation_attempts=int(data.get("compensation_attempts", 0)),
-            compensation_error=data.get("compensation_error"),
-        )
-
-
-@dataclass
-class SagaState:
-    """Everything persisted about one saga.
-
-    ``steps`` holds one :class:`StepRecord` per step, in the saga's order;
-    ``kwargs`` are the keyword arguments given to :meth:`Saga.execute` (kept
-    so that a resumed saga runs with the same ones). ``version`` is the
-    optimistic-locking version: 0 until first saved, then the stored version
-    this copy was read at. Timestamps are aware UTC.
-    """
-
-    saga_id: str
-    saga_type: str
-    status: SagaStatus = SagaStatus.PENDING
-    current_step: str | None = None
-    steps: list[StepRecord] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    trace_id: str | None = None
-    created_at: datetime = field(default_factory=_utc_now)
-    updated_at: datetime = field(default_factory=_utc_now)
-    version: int = 0
-
-    # -- queries --------------------------------------------------------------
-
-    def step(self, name: str) -> StepRecord:
-        """The record of step ``name`` (``KeyError`` if the saga has no such step)."""
-        for record in self.steps:
-            if record.name == name:
-                return record
-        raise KeyError(f"saga {self.saga_id!r} has no step {name!r}")
-
-    @property
-    def is_finished(self) -> bool:
-        """Whether the saga reached COMPLETED or FAILED."""
-        return self.status in (SagaStatus.COMPLETED, SagaStatus.FAILED)
-
-    @property
-    def completed_steps(self) -> list[str]:
-        """Names of the steps whose action succeeded (also if compensated since)."""
-        return [record.name for record in self.steps if record.action_completed]
-
-    @property
-    def compensated_steps(self) -> list[str]:
-        """Names of the steps that were compensated."""
-        return [r.name for r in self.steps if r.status is StepStatus.COMPENSATED]
-
-    @property
-    def failed_compensations(self) -> list[str]:
-        """Names of the steps whose compensation failed (their effects remain)."""
-        return [r.name for r in self.steps if r.status is StepStatus.COMPENSATION_FAILED]
-
-    @property
-    def failed_step(self) -> str | None:
-        """The step whose failure made the saga compensate, if any."""
-        return next((r.name for r in self.steps if r.status is StepStatus.FAILED), None)
-
-    @property
-    def results(self) -> dict[str, Any]:
-        """Step name -> result, for every step whose action succeeded."""
-        return {r.name: r.result for r in self.steps if r.action_completed}
-
-    @property
-    def fully_compensated(self) -> bool:
-        """True for a FAILED saga every completed step of which was undone."""
-        left_undone = (
-            StepStatus.COMPLETED,
-            StepStatus.COMPENSATING,
-            StepStatus.COMPENSATION_FAILED,
-        )
-        return self.status is SagaStatus.FAILED and not any(
-            r.status in left_undone for r in self.steps
-        )
-
-    # -- copies and serialisation ---------------------------------------------
-
-    def copy(self) -> SagaState:
-        """A deep copy, sharing no mutable state with this one."""
-        return copy.deepcopy(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible data, for stores that persist JSON.
-
-        ``kwargs`` and step results go through the Orchestrix codec, so a
-        ``Decimal``, ``datetime`` or ``UUID`` comes back as what it was.
-        Raises ``TypeError`` for values the codec cannot store.
-        """
-        return {
-            "saga_id": self.saga_id,
-            "saga_type": self.saga_type,
-            "status": self.status.value,
-            "current_step": self.current_step,
-            "steps": [record.to_dict() for record in self.steps],
-            "kwargs": encode_value(self.kwargs),
-            "error": self.error,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-            "trace_id": self.trace_id,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "version": self.version,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SagaState:
-        """The state :meth:`to_dict` described."""
-        created_at = _datetime_or_none(data.get("created_at")) or _utc_now()
-        return cls(
-            saga_id=data["saga_id"],
-            saga_type=data["saga_type"],
-            status=SagaStatus(data.get("status", SagaStatus.PENDING.value)),
-            current_step=data.get("current_step"),
-            steps=[StepRecord.from_dict(item) for item in data.get("steps", ())],
-            kwargs=dict(decode_value(data.get("kwargs") or {})),
-            error=data.get("error"),
-            correlation_id=data.get("correlation_id"),
-            causation_id=data.get("causation_id"),
-            trace_id=data.get("trace_id"),
-            created_at=created_at,
-            updated_at=_datetime_or_none(data.get("updated_at")) or created_at,
-            version=int(data.get("version", 0)),
-        )
-
-
-# ------------------------------------------------------------------ stores
-
-
-@runtime_checkable
-class SagaStateStore(Protocol):
-    """Persists saga states with optimistic locking (async).
-
-    * ``save(state)``: ``state.version`` is the version the caller read (0
-      for a saga never saved). If the stored version (0 when absent) differs,
-      raise :class:`ConcurrencyError` with ``aggregate_id=state.saga_id``,
-      ``expected_version=state.version`` and ``actual_version`` the stored
-      one. Otherwise store a copy with ``version = state.version + 1`` (and
-      everything else as given) and return a copy of it. The caller's object
-      is left unchanged.
-    * ``load(saga_id)``: a copy of the stored state, or ``None``.
-    * ``list(status=None, saga_type=None)``: copies of the stored states
-      matching both filters (``None``: any), oldest ``created_at`` first.
-
-    Stores never share mutable objects with callers. Stores that persist
-    JSON use :meth:`SagaState.to_dict` / :meth:`SagaState.from_dict`.
-    """
-
-    async def save(self, state: SagaState) -> SagaState:
-        """Store ``state`` if ``state.version`` is the stored version; return the stored copy."""
-        ...
-
-    async def load(self, saga_id: str) -> SagaState | None:
-        """The stored state of ``saga_id``, or ``None``."""
-        ...
-
-    async def list(
-        self, *, status: SagaStatus | None = None, saga_type: str | None = None
-    ) -> builtins.list[SagaState]:
-        """Stored states matching the filters, oldest first."""
-        ...
-
-
-@runtime_checkable
-class SyncSagaStateStore(Protocol):
-    """The synchronous twin of :class:`SagaStateStore`, with the same semantics.
-
-    A :class:`Saga` accepts either; it awaits whatever a store method returns
-    when that is awaitable. (At run time ``isinstance`` cannot tell the two
-    protocols apart: both only check that the methods exist.)
-    """
-
-    def save(self, state: SagaState) -> SagaState:
-        """Store ``state`` if ``state.version`` is the stored version; return the stored copy."""
-        ...
-
-    def load(self, saga_id: str) -> SagaState | None:
-        """The stored state of ``saga_id``, or ``None``."""
-        ...
-
-    def list(
-        self, *, status: SagaStatus | None = None, saga_type: str | None = None
-    ) -> builtins.list[SagaState]:
-        """Stored states matching the filters, oldest first."""
-        ...
-
-
-class InMemorySagaStateStore:
-    """A :class:`SagaStateStore` in a dict: the reference implementation.
-
-    Thread-safe (one lock around every read and write), and it deep-copies on
-    the way in and out, so neither side can change the other's state.
-    """
-
-    def __init__(self) -> None:
-        self._states: dict[str, SagaState] = {}
-        self._lock = threading.Lock()
-
-    async def save(self, state: SagaState) -> SagaState:
-        """Store a copy at ``state.version + 1`` if ``state.version`` is current."""
-        # Copy before taking the lock: deepcopy may be slow, and it only reads `state`.
-        stored = state.copy()
-        with self._lock:
-            current = self._states.get(state.saga_id)
-            actual = 0 if current is None else current.version
-            if state.version != actual:
-                raise ConcurrencyError(
-                    aggregate_id=state.saga_id,
-                    expected_version=state.version,
-                    actual_version=actual,
-                    reason="saga state",
-                )
-            stored.version = actual + 1
-            self._states[state.saga_id] = stored
-            return stored.copy()
-
-    async def load(self, saga_id: str) -> SagaState | None:
-        """A copy of the stored state, or ``None``."""
-        with self._lock:
-            state = self._states.get(saga_id)
-            return None if state is None else state.copy()
-
-    async def list(
-        self, *, status: SagaStatus | None = None, saga_type: str | None = None
-    ) -> builtins.list[SagaState]:
-        """Copies of the matching states, oldest first."""
-        with self._lock:
-            matching = [
-                state
-                for state in self._states.values()
-                if (status is None or state.status is status)
-                and (saga_type is None or state.saga_type == saga_type)
-            ]
-            matching.sort(key=lambda s: (s.created_at, s.saga_id))
-            return [state.copy() for state in matching]
-
-    def clear(self) -> None:
-        """Forget every state (for tests)."""
-        with self._lock:
-            self._states.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._states)
-
-
-# ------------------------------------------------------------------ calling steps
-
-
-def _is_coroutine_callable(func: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(func):
-        return True
-    # A callable object with an ``async def __call__``.
-    call = getattr(func, "__call__", None)  # noqa: B004 - we want the method itself
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-@dataclass(frozen=True, slots=True)
-class _CallPlan:
-    """Which arguments a callable takes, worked out once from its signature."""
-
-    func: Callable[..., Any]
-    is_coroutine: bool
-    positional_only: tuple[str, ...]
-    keywords: tuple[str, ...]
-    var_keyword: bool
-    signature_known: bool
-
-    @classmethod
-    def of(cls, func: Callable[..., Any]) -> _CallPlan:
-        try:
-            parameters = inspect.signature(func).parameters.values()
-        except (TypeError, ValueError):
-            # No introspectable signature (some builtins): pass the saga kwargs.
-            return cls(func, _is_coroutine_callable(func), (), (), True, False)
-        kinds = inspect.Parameter
-        return cls(
-            func=func,
-            is_coroutine=_is_coroutine_callable(func),
-            positional_only=tuple(p.name for p in parameters if p.kind is kinds.POSITIONAL_ONLY),
-            keywords=tuple(
-                p.name
-                for p in parameters
-                if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
-            ),
-            var_keyword=any(p.kind is kinds.VAR_KEYWORD for p in parameters),
-            signature_known=True,
-        )
-
-    def arguments(
-        self,
-        saga_kwargs: Mapping[str, Any],
-        context: Mapping[str, Any],
-        overrides: Mapping[str, Any],
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Positional and keyword arguments for one call.
-
-        A declared name takes its value from ``overrides`` (a compensation's
-        ``result``), else from the saga kwargs, else from ``context``; a name
-        found nowhere is left to its default. ``**kwargs`` gets the saga
-        kwargs not bound by name (never the context: forwarding ``**kwargs``
-        must not pass surprise arguments on).
-        """
-        if not self.signature_known:
-            return [], dict(saga_kwargs)
-
-        def lookup(name: str) -> tuple[bool, Any]:
-            for source in (overrides, saga_kwargs, context):
-                if name in source:
-                    return True, source[name]
-            return False, None
-
-        args: list[Any] = []
-        bound: set[str] = set()
-        for name in self.positional_only:
-            found, value = lookup(name)
-            if not found:
-                break  # the rest keep their defaults; a positional gap is impossible
-            args.append(value)
-            bound.add(name)
-        kwargs: dict[str, Any] = {}
-        for name in self.keywords:
-            found, value = lookup(name)
-            if found:
-                kwargs[name] = value
-                bound.add(name)
-        if self.var_keyword:
-            for name, value in saga_kwargs.items():
-                if name not in bound:
-                    kwargs[name] = value
-        return args, kwargs
 
 
 # ------------------------------------------------------------------ the saga
@@ -722,7 +257,7 @@ class Saga:
         """Whether ``error`` is a fault of the infrastructure rather than of the step.
 
         A fault propagates out of :meth:`execute`, leaving the saga resumable
-        (see the module docs). False for every error here; runners whose steps
+        (docs/core-api.md, "Sagas"). False for every error here; runners whose steps
         or store use a database override it.
         """
         return False
@@ -799,11 +334,11 @@ class Saga:
             # Persist "running" first, so a crash mid-call is visible and resumable.
             record.status = StepStatus.RUNNING
             record.attempts += 1
-            record.started_at = record.started_at or _utc_now()
+            record.started_at = record.started_at or utc_now()
             state.current_step = step.name
             await self._save()
             try:
-                result = await self._attempt(step, plan, "step", {}, record.attempts)
+                result = await self._attempt(step, plan, _Call.ACTION, {}, record.attempts)
             except Exception as error:
                 if self.is_fault(error):
                     raise  # resumable: the step is RUNNING in the store
@@ -828,7 +363,7 @@ class Saga:
                     record.error,
                 )
                 record.status = StepStatus.FAILED
-                record.finished_at = _utc_now()
+                record.finished_at = utc_now()
                 # One save for both, so no state has a failed step outside COMPENSATING.
                 state.status = SagaStatus.COMPENSATING
                 state.error = f"step {step.name!r} failed: {record.error}"
@@ -837,7 +372,7 @@ class Saga:
             record.status = StepStatus.COMPLETED
             record.result = result
             record.error = None
-            record.finished_at = _utc_now()
+            record.finished_at = utc_now()
             await self._save()
             return True
 
@@ -848,7 +383,7 @@ class Saga:
         state.current_step = step.name
         if step.compensation is None:
             record.status = StepStatus.COMPENSATED  # nothing to undo
-            record.compensated_at = _utc_now()
+            record.compensated_at = utc_now()
             await self._save()
             return
         policy = step.compensation_retry_policy or NoRetry()
@@ -862,7 +397,7 @@ class Saga:
                 await self._attempt(
                     step,
                     plan,
-                    "compensation",
+                    _Call.COMPENSATION,
                     {"result": record.result},
                     record.compensation_attempts,
                 )
@@ -886,7 +421,7 @@ class Saga:
                 return
             record.status = StepStatus.COMPENSATED
             record.compensation_error = None
-            record.compensated_at = _utc_now()
+            record.compensated_at = utc_now()
             await self._save()
             return
 
@@ -894,7 +429,7 @@ class Saga:
         self,
         step: SagaStep,
         plan: _CallPlan,
-        kind: str,
+        kind: _Call,
         overrides: Mapping[str, Any],
         attempt: int,
     ) -> Any:
@@ -906,7 +441,7 @@ class Saga:
             "results": state.results,
         }
         args, kwargs = plan.arguments(state.kwargs, context, overrides)
-        label = step.name if kind == "step" else f"{step.name}:compensation"
+        label = step.name if kind is _Call.ACTION else f"{step.name}:compensation"
         span_context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.tracing is not None:
             span_context = self._start_span(kind, step.name, attempt)
@@ -923,7 +458,7 @@ class Saga:
                 self.saga_type, label, time.perf_counter() - started, succeeded
             )
 
-    def _start_span(self, kind: str, step_name: str, attempt: int) -> TraceSpan:
+    def _start_span(self, kind: _Call, step_name: str, attempt: int) -> TraceSpan:
         assert self.tracing is not None
         state = self._require_state()
         span = self.tracing.start_span(f"saga.{kind}")
@@ -979,7 +514,7 @@ class Saga:
 
     async def _save(self) -> None:
         state = self._require_state()
-        state.updated_at = _utc_now()
+        state.updated_at = utc_now()
         saved = await self._store_call("save", state)
         # Keep working on our own copy; the store keeps its own (no aliasing either way).
         state.version = saved.version

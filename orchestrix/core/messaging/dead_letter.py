@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
+from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import OrchestrixError
 from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Event, Message
-from orchestrix.core.serialization.codec import encode_value, to_cloudevent
+from orchestrix.core.serialization.cloudevents import to_cloudevent
+from orchestrix.core.serialization.values import encode_value
 
 __all__ = [
     "AnyDeadLetterQueue",
@@ -62,10 +64,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -131,7 +129,7 @@ class DeadLetter:
     position: int | None = None
     stream_id: str | None = None
     version: int | None = None
-    created_at: datetime = field(default_factory=_utc_now)
+    created_at: datetime = field(default_factory=utc_now)
     status: DeadLetterStatus = DeadLetterStatus.PARKED
     resolved_at: datetime | None = None
 
@@ -207,7 +205,7 @@ class DeadLetter:
             return self
         if self.status is not DeadLetterStatus.PARKED:
             raise DeadLetterStateError(self.id, self.status, f"it cannot become {status.value}")
-        return dataclasses.replace(self, status=status, resolved_at=at or _utc_now())
+        return dataclasses.replace(self, status=status, resolved_at=at or utc_now())
 
     def with_failed_attempt(self, error: BaseException) -> DeadLetter:
         """The letter after one more failed retry: ``attempts + 1``, the new error recorded."""

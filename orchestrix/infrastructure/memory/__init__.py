@@ -1,8 +1,9 @@
 """In-memory infrastructure: the reference implementations of the core protocols.
 
 ``InMemoryEventStore``, ``InMemoryAsyncEventStore``, ``InMemoryMessageBus`` and
-``InMemoryAsyncMessageBus`` are importable from here; the projection, saga and
-dead-letter stores live beside the protocols they implement.
+``InMemoryAsyncMessageBus`` are importable from here; the projection state,
+saga state and dead-letter stores from their modules (``projection_state``,
+``saga_state``, ``dead_letter``).
 """
 
 from orchestrix.infrastructure.memory.bus import InMemoryAsyncMessageBus, InMemoryMessageBus

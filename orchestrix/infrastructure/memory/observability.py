@@ -18,6 +18,7 @@ import threading
 
 from orchestrix.core.common.observability import (
     MetricsProvider,
+    MetricType,
     MetricValue,
     TraceSpan,
     TracingProvider,
@@ -58,7 +59,7 @@ class InMemoryMetricsProvider(MetricsProvider):
                 metric.value
                 for metric in self._snapshot()
                 if metric.name == name
-                and metric.metric_type == "counter"
+                and metric.metric_type == MetricType.COUNTER
                 and _labels_match(metric, labels)
             ),
             0.0,

@@ -25,9 +25,8 @@ from orchestrix.core.eventsourcing.event_store import (
 )
 from orchestrix.core.eventsourcing.snapshot import Snapshot
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
-from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EventCodec
-from orchestrix.core.serialization.registry import EventRegistry
+from orchestrix.core.messaging.message import Event, EventRegistry
+from orchestrix.core.serialization.event_codec import EventCodec
 
 __all__ = ["InMemoryAsyncEventStore", "InMemoryEventStore"]
 

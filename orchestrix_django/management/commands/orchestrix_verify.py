@@ -30,7 +30,7 @@ from orchestrix.core.common.exceptions import (
     UnknownEventTypeError,
     UpcastError,
 )
-from orchestrix.core.serialization.codec import EventCodec
+from orchestrix.core.serialization.event_codec import EventCodec
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
