@@ -29,16 +29,16 @@ from django.contrib import messages
 from orchestrix.core.common.exceptions import HandlerError, OrchestrixError
 from orchestrix.core.messaging.dead_letter import DeadLetterError, DeadLetterStatus
 from orchestrix_django.bus import BUS_SOURCE_PREFIX, get_bus
-from orchestrix_django.projections.runner import (
-    DjangoProjection,
-    catch_up,
-    get_projection,
+from orchestrix_django.projections.control import (
     pause,
     reset_projection,
     resume,
     retry_parked,
     skip_parked,
 )
+from orchestrix_django.projections.definition import DjangoProjection
+from orchestrix_django.projections.registry import get_projection
+from orchestrix_django.projections.runner import catch_up
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 

@@ -83,7 +83,8 @@ from orchestrix_django.operations import (
     resume_projection,
     retry_dead_letter,
 )
-from orchestrix_django.projections.runner import ProjectionStatus, projection_status, projections
+from orchestrix_django.projections.registry import projections
+from orchestrix_django.projections.status import ProjectionStatus, projection_status
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.cloudevents import stored_cloudevent
 from orchestrix_django.storage.events import DjangoEventStore

@@ -104,7 +104,8 @@ from orchestrix.core.eventsourcing.projection import EventKey
 from orchestrix.core.execution.saga import SagaState, SagaStatus, StepRecord, StepStatus
 from orchestrix.core.messaging.message import Command, Event
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.projections.runner import DjangoProjection, FailureMode, projections
+from orchestrix_django.projections.definition import DjangoProjection, FailureMode
+from orchestrix_django.projections.registry import projections
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.faults import is_database_fault
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore

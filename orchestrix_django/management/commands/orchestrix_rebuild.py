@@ -31,14 +31,14 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections.definition import batch_size_override
+from orchestrix_django.projections.rebuild import (
     RebuildError,
     RebuildResult,
-    batch_size_override,
     check_rebuild,
-    projection_status,
     rebuild,
 )
+from orchestrix_django.projections.status import projection_status
 
 __all__ = ["Command"]
 

@@ -27,14 +27,10 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections.runner import (
-    CatchUpResult,
-    DjangoProjection,
-    batch_size_override,
-    catch_up,
-    projection_status,
-    reset_projection,
-)
+from orchestrix_django.projections.control import reset_projection
+from orchestrix_django.projections.definition import DjangoProjection, batch_size_override
+from orchestrix_django.projections.runner import CatchUpResult, catch_up
+from orchestrix_django.projections.status import projection_status
 from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]

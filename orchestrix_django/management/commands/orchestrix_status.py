@@ -45,12 +45,8 @@ from orchestrix_django.management.console import (
     stopped_advice,
 )
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord, SagaStateRecord
-from orchestrix_django.projections.runner import (
-    ProjectionStatus,
-    projection_status,
-    projections,
-    stalled_after,
-)
+from orchestrix_django.projections.registry import projections
+from orchestrix_django.projections.status import ProjectionStatus, projection_status, stalled_after
 from orchestrix_django.queues import DEFAULT_TIMEOUT, QueueReport
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.append_only import guard_problems
