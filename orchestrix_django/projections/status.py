@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,26 @@ from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
-__all__ = ["ProjectionStatus", "is_stalled", "projection_status", "stalled_after"]
+__all__ = [
+    "ProjectionHealth",
+    "ProjectionStatus",
+    "is_stalled",
+    "projection_status",
+    "stalled_after",
+]
+
+
+class ProjectionHealth(enum.StrEnum):
+    """One word for a projection's condition, as operators see it."""
+
+    OK = "ok"
+    PAUSED = "paused"
+    #: Paused at a failing event: retry or skip it.
+    STOPPED = "stopped"
+    #: Failed events are parked (or it failed and no runner paused it).
+    UNHEALTHY = "unhealthy"
+    #: Events wait and no runner advances it.
+    STALLED = "stalled"
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,15 @@ class ProjectionStatus:
     updated_at: datetime | None
     #: Events wait and nothing advanced it for ``stalled_after()`` seconds (see :func:`is_stalled`).
     stalled: bool = False
+
+    @property
+    def health(self) -> ProjectionHealth:
+        """Its :class:`ProjectionHealth`: a failure first, then stalled, then paused."""
+        if not self.healthy or self.parked:
+            return ProjectionHealth.STOPPED if self.paused else ProjectionHealth.UNHEALTHY
+        if self.stalled:
+            return ProjectionHealth.STALLED
+        return ProjectionHealth.PAUSED if self.paused else ProjectionHealth.OK
 
 
 def stalled_after() -> float:

@@ -26,7 +26,7 @@ time::
         process.fail("payment not received in time")
 
 List it in ``ORCHESTRIX["PROJECTIONS"]``: a process manager **is** a
-:class:`~orchestrix_django.projections.runner.DjangoProjection` whose "read model" is
+:class:`~orchestrix_django.projections.definition.DjangoProjection` whose "read model" is
 the state of its processes. It is advanced by the projection runners (the
 Celery wake-ups after each commit, the periodic catch-up, ``orchestrix_run``),
 from its checkpoint in the global log, so it inherits their guarantees: every
