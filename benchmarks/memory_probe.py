@@ -59,7 +59,7 @@ def _probe(config: DbConfig, probe: str, argument: str) -> int:
 
     if probe == "replay":
         from benchmarks.benchapp import projections as bench
-        from orchestrix_django.projections.runner import catch_up
+        from orchestrix_django.projections import catch_up
 
         count = int(argument)
         done = catch_up(bench.noop, max_batches=math.ceil(count / bench.noop.batch_size))
@@ -101,7 +101,7 @@ def _prepare(probe: str) -> None:
     DjangoEventStore().head_position()
     if probe == "replay":
         from benchmarks.benchapp import projections as bench
-        from orchestrix_django.projections.runner import reset_projection
+        from orchestrix_django.projections import reset_projection
 
         reset_projection(bench.noop)
 

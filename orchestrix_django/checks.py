@@ -242,7 +242,7 @@ def check_projections(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """``orchestrix.E008``: ``PROJECTIONS`` lists DjangoProjection objects with distinct ids."""
-    from orchestrix_django.projections.runner import DjangoProjection
+    from orchestrix_django.projections.definition import DjangoProjection
 
     try:
         configured = orchestrix_settings.PROJECTIONS

@@ -337,7 +337,7 @@ class ActiveProjection(models.Model):
 
     ``name`` is the read model's name (the id of its first projection); without
     a row, that projection serves. ``orchestrix_rebuild`` writes the row when a
-    new version has caught up (see :func:`orchestrix_django.projections.runner.switch_projection`).
+    new version has caught up (see :func:`orchestrix_django.projections.rebuild.switch_projection`).
     """
 
     name = models.CharField(max_length=255, primary_key=True)

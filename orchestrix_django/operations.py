@@ -16,7 +16,7 @@ time out, workers get recycled), and nothing is lost by stopping early:
 every batch commits with its checkpoint. Readers see a read model that is
 filling up meanwhile; to rebuild without them noticing, build a new version
 beside the live one and switch (``manage.py orchestrix_rebuild NEW --replace
-OLD``, see :mod:`orchestrix_django.projections.runner`).
+OLD``, see :mod:`orchestrix_django.projections.rebuild`).
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ from django.contrib import messages
 from orchestrix.core.common.exceptions import HandlerError, OrchestrixError
 from orchestrix.core.messaging.dead_letter import DeadLetterError, DeadLetterStatus
 from orchestrix_django.bus import BUS_SOURCE_PREFIX, get_bus
-from orchestrix_django.projections.runner import (
-    DjangoProjection,
-    catch_up,
-    get_projection,
+from orchestrix_django.projections.control import (
     pause,
     reset_projection,
     resume,
     retry_parked,
     skip_parked,
 )
+from orchestrix_django.projections.definition import DjangoProjection
+from orchestrix_django.projections.registry import get_projection
+from orchestrix_django.projections.runner import FAILURE_STOPS, StopReason, catch_up
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 
@@ -95,7 +95,7 @@ def rebuild_projection(projection_id: str, *, seconds: float) -> Outcome:
             f"Rebuilding projection {projection_id} failed: {type(error).__name__}: {error}",
         )
     took = time.monotonic() - started
-    if result.stopped == "handler failed" or result.stopped == "undecodable event":
+    if result.stopped in FAILURE_STOPS:
         return Outcome(
             messages.WARNING,
             f"Projection {projection_id} was reset and stopped at a failing event after "
@@ -108,7 +108,7 @@ def rebuild_projection(projection_id: str, *, seconds: float) -> Outcome:
             f"{took:.1f} s, at the head of the log (position {result.position}).",
         )
     return Outcome(
-        messages.WARNING if result.stopped == "paused" else messages.SUCCESS,
+        messages.WARNING if result.stopped is StopReason.PAUSED else messages.SUCCESS,
         f"Projection {projection_id} was reset and {result.applied} events applied in "
         f"{took:.1f} s; it is {result.lag} events behind (position {result.position} of "
         f"{result.head}): the runners catch up the rest.",
@@ -203,7 +203,7 @@ def _retry_projection_letter(projection_id: str, dead_letter_id: str) -> Outcome
             messages.SUCCESS,
             f"Dead letter {dead_letter_id} retried: projection {projection_id} applied the event.",
         )
-    if result.stopped in ("handler failed", "undecodable event"):
+    if result.stopped in FAILURE_STOPS:
         return Outcome(
             messages.ERROR,
             f"Dead letter {dead_letter_id} retried, but projection {projection_id} stopped "

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrix_django.projections.runner import projections
+from orchestrix_django.projections.registry import projections
 from orchestrix_django.sagas.sweep import has_saga_work
 
 __all__ = ["DEFAULT_TIMEOUT", "QueueReport", "inspect_queues", "orchestrix_tasks"]

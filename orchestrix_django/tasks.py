@@ -57,7 +57,8 @@ from typing import Any
 
 from celery import shared_task
 
-from orchestrix_django.projections.runner import catch_up, get_projection
+from orchestrix_django.projections.registry import get_projection
+from orchestrix_django.projections.runner import catch_up
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.configured import configured_observability
 from orchestrix_django.storage.faults import FaultComponent, note_fault

@@ -127,7 +127,7 @@ def interested_projections(events: Iterable[Event]) -> list[str]:
     class the event is an instance of (``Event`` matches everything) or a
     ``type`` string equal to the event's ``type``.
     """
-    from orchestrix_django.projections.runner import projections
+    from orchestrix_django.projections.registry import projections
 
     events = list(events)
     classes = {type(event) for event in events}
@@ -241,7 +241,7 @@ def lagging_projections() -> list[str]:
     are left alone (an operator resumes them). Two queries, whatever the
     number of projections.
     """
-    from orchestrix_django.projections.runner import projections
+    from orchestrix_django.projections.registry import projections
     from orchestrix_django.storage.events import DjangoEventStore
     from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 

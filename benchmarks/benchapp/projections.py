@@ -22,7 +22,7 @@ from django.db.models import F
 
 from benchmarks.benchapp.events import Deposited
 from benchmarks.benchapp.models import Balance
-from orchestrix_django.projections.runner import DjangoProjection
+from orchestrix_django.projections import DjangoProjection
 
 __all__ = [
     "CHECKER",

@@ -45,7 +45,7 @@ LIVE = "orchestrix catch_up while appends continue (checked)"
 def run(ctx: Context) -> WorkloadResult:
     """Measure catch-up events/s, then check exactly-once delivery under live appends."""
     from benchmarks.benchapp import projections as bench
-    from orchestrix_django.projections.runner import catch_up, reset_projection
+    from orchestrix_django.projections import catch_up, reset_projection
 
     size = ctx.size
     n = size.catchup_events
@@ -147,7 +147,7 @@ def _check_balances(applied: int) -> None:
 def _live(ctx: Context, result: WorkloadResult, store: Any) -> None:
     """Catch up from 0 while writers append; then check every event was seen once, in order."""
     from benchmarks.benchapp import projections as bench
-    from orchestrix_django.projections.runner import catch_up, reset_projection
+    from orchestrix_django.projections import catch_up, reset_projection
 
     size = ctx.size
     reset_projection(bench.checked)

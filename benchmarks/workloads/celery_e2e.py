@@ -425,7 +425,7 @@ def _catch_up(
     """The worker's catch-up events/s against the in-process runner's, on the same log."""
     from benchmarks.benchapp import projections as bench
     from benchmarks.celery_app import make_app
-    from orchestrix_django.projections.runner import catch_up
+    from orchestrix_django.projections import catch_up
 
     size = ctx.size
     n = size.celery_catchup_events

@@ -24,7 +24,7 @@ from example_project.banking.events import (
 )
 from example_project.banking.models import AccountSummary, LedgerEntry, TransferSummary
 from orchestrix.core.messaging.message import Event
-from orchestrix_django.projections.runner import DjangoProjection
+from orchestrix_django.projections import DjangoProjection
 
 __all__ = ["accounts", "transfers"]
 

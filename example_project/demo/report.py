@@ -15,7 +15,7 @@ from django.db.models import Count
 from django.urls import reverse
 
 from orchestrix_django.models import EventRecord, SagaStateRecord, SnapshotRecord, StreamRecord
-from orchestrix_django.projections.runner import projection_status, projections
+from orchestrix_django.projections import projection_status, projections
 
 __all__ = ["Summary", "compensated_sagas", "summarise"]
 

@@ -16,7 +16,7 @@ from example_project.orders.events import (
     StockReserved,
 )
 from example_project.orders.models import OrderSummary, ProductStock
-from orchestrix_django.projections.runner import DjangoProjection
+from orchestrix_django.projections import DjangoProjection
 
 __all__ = ["inventory", "orders"]
 

@@ -1,8 +1,8 @@
 """Dead letters in the admin: reason, payload, traceback; retry and discard.
 
 A letter parked by a projection (source ``projection:<id>``) is retried
-through :func:`~orchestrix_django.projections.runner.retry_parked` and discarded
-through :func:`~orchestrix_django.projections.runner.skip_parked` (a stopped
+through :func:`~orchestrix_django.projections.control.retry_parked` and discarded
+through :func:`~orchestrix_django.projections.control.skip_parked` (a stopped
 projection then moves past it and resumes). One parked by the message bus
 (``bus:<handler>``) is retried by the handler of that name subscribed in
 this process (:meth:`~orchestrix_django.bus.DjangoMessageBus.retry_dead_letter`).

@@ -40,11 +40,9 @@ from orchestrix_django.admin.operations import (
     retry_dead_letter,
 )
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
-from orchestrix_django.projections.runner import (
-    projection_status,
-    projections,
-    read_model_name,
-)
+from orchestrix_django.projections.rebuild import read_model_name
+from orchestrix_django.projections.registry import projections
+from orchestrix_django.projections.status import projection_status
 from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["ProjectionAdmin"]

@@ -83,11 +83,8 @@ from orchestrix_django.operations import (
     resume_projection,
     retry_dead_letter,
 )
-from orchestrix_django.projections.runner import (
-    ProjectionStatus,
-    projection_status,
-    projections,
-)
+from orchestrix_django.projections.registry import projections
+from orchestrix_django.projections.status import ProjectionStatus, projection_status
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.cloudevents import stored_cloudevent
 from orchestrix_django.storage.events import DjangoEventStore
@@ -858,7 +855,7 @@ class DeadLetterRetryView(OrchestrixAPIView):
     """Handle a parked message again, by the projection or bus handler that failed on it.
 
     A projection's letter is retried through
-    :func:`~orchestrix_django.projections.runner.retry_parked` (a stopped projection
+    :func:`~orchestrix_django.projections.control.retry_parked` (a stopped projection
     resumes from the event and catches up), a bus letter by the handler of
     that name subscribed in this process. A failed retry is recorded on the
     letter (``attempts + 1``), which stays parked.
@@ -888,7 +885,7 @@ class DeadLetterDiscardView(OrchestrixAPIView):
     """Give up on a parked message (the admin's *Discard*, and a projection page's *Skip*).
 
     A projection's letter is skipped through
-    :func:`~orchestrix_django.projections.runner.skip_parked`: the projection moves
+    :func:`~orchestrix_django.projections.control.skip_parked`: the projection moves
     past the event and resumes.
     """
 

@@ -28,13 +28,10 @@ from django.core.management.base import CommandError, OutputWrapper
 from django.db.models import Min, Q
 
 from orchestrix_django.models import ActiveProjection, EventRecord
-from orchestrix_django.projections.runner import (
-    CatchUpResult,
-    DjangoProjection,
-    ProjectionStatus,
-    get_projection,
-    projections,
-)
+from orchestrix_django.projections.definition import DjangoProjection
+from orchestrix_django.projections.registry import get_projection, projections
+from orchestrix_django.projections.runner import CatchUpResult
+from orchestrix_django.projections.status import ProjectionStatus
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 
@@ -318,7 +315,7 @@ def shell_hint(function: str, *arguments: Any) -> str:
         for a in arguments
     )
     return (
-        f'python manage.py shell -c "from orchestrix_django.projections.runner import '
+        f'python manage.py shell -c "from orchestrix_django.projections import '
         f'get_projection, {function}; {function}({args})"'
     )
 

@@ -26,7 +26,7 @@ time::
         process.fail("payment not received in time")
 
 List it in ``ORCHESTRIX["PROJECTIONS"]``: a process manager **is** a
-:class:`~orchestrix_django.projections.runner.DjangoProjection` whose "read model" is
+:class:`~orchestrix_django.projections.definition.DjangoProjection` whose "read model" is
 the state of its processes. It is advanced by the projection runners (the
 Celery wake-ups after each commit, the periodic catch-up, ``orchestrix_run``),
 from its checkpoint in the global log, so it inherits their guarantees: every
@@ -105,7 +105,8 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus
 from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 from orchestrix.core.messaging.message import Command, Event
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.projections.runner import DjangoProjection, FailureMode, projections
+from orchestrix_django.projections.definition import DjangoProjection, FailureMode
+from orchestrix_django.projections.registry import projections
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.faults import is_database_fault
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore

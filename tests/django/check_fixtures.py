@@ -12,7 +12,7 @@ from typing import ClassVar, TypeVar
 
 from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegistry
 from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
-from orchestrix_django.projections.runner import DjangoProjection
+from orchestrix_django.projections import DjangoProjection
 
 __all__ = [
     "complete_upcasters",

@@ -323,11 +323,7 @@ def replay_mismatches(projection_ids: list[str] = ALL_PROJECTIONS) -> list[str]:
 
     Each projection must be at the head of the log when this is called.
     """
-    from orchestrix_django.projections.runner import (
-        catch_up,
-        get_projection,
-        reset_projection,
-    )
+    from orchestrix_django.projections import catch_up, get_projection, reset_projection
 
     mismatches = []
     for projection_id in projection_ids:

@@ -33,7 +33,7 @@ from orchestrix_django.models import (
     SagaStateRecord,
     StreamRecord,
 )
-from orchestrix_django.projections.runner import catch_up, get_projection, projection_status
+from orchestrix_django.projections import catch_up, get_projection, projection_status
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.admin_helpers import (

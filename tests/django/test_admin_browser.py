@@ -21,7 +21,7 @@ from django.contrib.admin.utils import quote
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections.runner import catch_up, get_projection, projection_status
+from orchestrix_django.projections import catch_up, get_projection, projection_status
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 from tests.django.admin_helpers import (
     Browser,

@@ -31,7 +31,7 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.validation import validate_schema
 
 from orchestrix_django.models import DeadLetterRecord, EventRecord, SagaStateRecord
-from orchestrix_django.projections.runner import catch_up, get_projection, projection_status
+from orchestrix_django.projections import catch_up, get_projection, projection_status
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.ops_helpers import new_id, open_account
 from tests.django.testapp import projections as testapp_projections

@@ -31,7 +31,7 @@ from orchestrix_django.models import (
     SagaStateRecord,
     StreamRecord,
 )
-from orchestrix_django.projections.runner import catch_up, get_projection, projection_status
+from orchestrix_django.projections import catch_up, get_projection, projection_status
 from tests.django.ops_helpers import open_account
 from tests.django.testapp import projections as testapp_projections
 

@@ -32,7 +32,7 @@ from schemathesis import GenerationMode
 from schemathesis.auths import apply_basic_auth
 from schemathesis.checks import CHECKS, load_all_checks
 
-from orchestrix_django.projections.runner import catch_up, get_projection
+from orchestrix_django.projections import catch_up, get_projection
 from tests.django.ops_helpers import open_account
 from tests.django.testapp import projections as testapp_projections
 

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 
 from orchestrix.core.messaging.message import Event
-from orchestrix_django.projections.runner import DjangoProjection
+from orchestrix_django.projections import DjangoProjection
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,12 +39,7 @@ from django.test import override_settings
 
 from orchestrix_django.celery import CATCH_UP_ENTRY, beat_schedule
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections.runner import (
-    catch_up,
-    get_projection,
-    pause,
-    reset_projection,
-)
+from orchestrix_django.projections import catch_up, get_projection, pause, reset_projection
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
 from orchestrix_django.tasks import (

@@ -28,11 +28,7 @@ from django.test import override_settings
 from orchestrix.core.common.exceptions import EventDecodeError
 from orchestrix.core.messaging.message import Event, EventRegistry, default_registry
 from orchestrix_django.models import EventRecord, SubjectKey
-from orchestrix_django.projections.runner import (
-    catch_up,
-    get_projection,
-    reset_projection,
-)
+from orchestrix_django.projections import catch_up, get_projection, reset_projection
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.personal_data import (

@@ -21,7 +21,7 @@ from django.db import Error as DjangoDatabaseError
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections.runner import catch_up, get_projection, reset_projection
+from orchestrix_django.projections import catch_up, get_projection, reset_projection
 from orchestrix_django.signals import events_committed
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.test_concurrency import open_append

@@ -21,7 +21,7 @@ from django.test import override_settings
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository, AggregateRoot
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import SagaStateRecord, SnapshotRecord
-from orchestrix_django.projections.runner import catch_up, get_projection
+from orchestrix_django.projections import catch_up, get_projection
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.ops_helpers import (
     command,

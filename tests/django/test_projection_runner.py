@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections import (
     CatchUpResult,
     catch_up,
     get_projection,

@@ -25,7 +25,7 @@ from django.test import override_settings
 
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import ActiveProjection, EventRecord
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections import (
     CatchUpResult,
     DjangoProjection,
     NotCaughtUpError,

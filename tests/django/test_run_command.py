@@ -28,15 +28,11 @@ from django.db import OperationalError, connection, connections
 from django.db.models import Sum
 from django.test import override_settings
 
-from orchestrix_django.management.commands import orchestrix_run
-from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
 from orchestrix_django.models import EventRecord
-from orchestrix_django.projections.runner import catch_up as catch_up_for_real
-from orchestrix_django.projections.runner import (
-    get_projection,
-    projection_status,
-    reset_projection,
-)
+from orchestrix_django.projections import catch_up as catch_up_for_real
+from orchestrix_django.projections import embedded as orchestrix_run
+from orchestrix_django.projections import get_projection, projection_status, reset_projection
+from orchestrix_django.projections.embedded import EmbeddedRunner
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
@@ -211,7 +207,7 @@ def test_a_paused_projection_is_a_note_not_a_failure() -> None:
     open_account("P-1", [1])
     call_command(
         "shell",
-        command="from orchestrix_django.projections.runner import get_projection, pause; "
+        command="from orchestrix_django.projections import get_projection, pause; "
         "pause(get_projection('test-balances'))",
     )
     out, _ = run("--once", "--projection", "test-balances")

@@ -29,7 +29,7 @@ from orchestrix.core.common.exceptions import HandlerError
 from orchestrix.core.common.observability import get_observability, init_observability
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.infrastructure.memory.observability import InMemoryMetricsProvider
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections import (
     DjangoProjection,
     catch_up,
     get_projection,

@@ -20,7 +20,7 @@ from orchestrix.core.messaging.message import Event
 from orchestrix_django import bus as bus_module
 from orchestrix_django.bus import get_bus
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections import (
     catch_up,
     projection_status,
     reset_projection,

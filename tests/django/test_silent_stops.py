@@ -26,8 +26,8 @@ from celery import Celery
 from django.conf import settings as django_settings
 from django.core.checks import run_checks
 
-from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections import (
+    EmbeddedRunner,
     catch_up,
     get_projection,
     pause,

@@ -261,7 +261,7 @@ def _wait_caught_up(args: dict[str, Any]) -> dict[str, Any]:
 
 def _verify(args: dict[str, Any]) -> dict[str, Any]:
     from orchestrix_django.models import EventRecord, SagaStateRecord
-    from orchestrix_django.projections.runner import projection_status
+    from orchestrix_django.projections import projection_status
     from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
     from tests.django.fault_helpers import lost_and_extra, replay_mismatches
 

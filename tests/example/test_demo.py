@@ -16,7 +16,7 @@ from example_project.banking.models import AccountSummary
 from example_project.demo.models import DemoRun as DemoRunRecord
 from example_project.demo.report import compensated_sagas
 from orchestrix_django.models import EventRecord, SagaStateRecord, StreamRecord
-from orchestrix_django.projections.runner import projection_status, projections
+from orchestrix_django.projections import projection_status, projections
 from tests.example.conftest import PASSWORD, DemoRun
 
 pytestmark = pytest.mark.django_db

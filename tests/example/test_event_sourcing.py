@@ -16,7 +16,7 @@ from example_project.orders.models import OrderSummary, ProductStock
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import EventRecord, SnapshotRecord
-from orchestrix_django.projections.runner import catch_up, projections, reset_projection
+from orchestrix_django.projections import catch_up, projections, reset_projection
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.example.conftest import DemoRun
 

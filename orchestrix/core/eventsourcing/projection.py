@@ -240,6 +240,14 @@ class ProjectionEngine:
         """The handlers ``event`` is routed to, in the order they run (see :meth:`on`)."""
         return tuple(registration.handler for registration in self._routes.for_event(event))
 
+    def registrations_for(self, event: Event) -> tuple[Registration, ...]:
+        """The registrations (handler and name) that receive ``event``, in registration order."""
+        return self._routes.for_event(event)
+
+    def advance(self, event: Event, position: int, *, applied: bool) -> None:
+        """Move the checkpoint past ``event`` at ``position`` (unsaved); ``applied`` counts it."""
+        self._checkpoint.advance(event, position, applied=applied)
+
     def handles(self, event_type: str, event_class: type[Event] | None) -> bool:
         """Whether events of ``event_type``, decoded as ``event_class``, reach a handler.
 
@@ -426,13 +434,13 @@ class ProjectionEngine:
                     await self.invoke_handler(registration.handler, message)
                 failed.clear()
 
-            with self._span("projection.retry_dead_letter", None, dead_letter_id=dead_letter_id):
+            with self.span("projection.retry_dead_letter", None, dead_letter_id=dead_letter_id):
                 try:
                     await dead_letter_module.retry_async(queue, dead_letter_id, reapply)
                 except Exception as error:
                     if not failed or self.is_fault(error):
                         raise  # not a handler failure (unknown id, a fault, ...)
-                    self._record_failure(
+                    self.record_failure(
                         f"retry of dead letter {dead_letter_id} failed in {failed[0].name}: "
                         f"{describe_error_type(error)}: {error}",
                         error,
@@ -500,7 +508,7 @@ class ProjectionEngine:
     async def _process_batch(self, events: Iterable[Event | StoredEvent], operation: str) -> int:
         applied = 0
         since_save = 0
-        with self._span(operation, None, projection_id=self.projection_id) as span:
+        with self.span(operation, None, projection_id=self.projection_id) as span:
             try:
                 for item in events:
                     outcome = await self._process_one(item, span)
@@ -542,7 +550,7 @@ class ProjectionEngine:
         position = self._checkpoint.next_position(event, log_position)
         if position is None:
             return _Outcome.SKIPPED
-        with self._span(
+        with self.span(
             "projection.handle_event",
             parent,
             projection_id=self.projection_id,
@@ -601,7 +609,7 @@ class ProjectionEngine:
             f"{registration.name} failed on {event.type} {event.id} at {where} after "
             f"{attempts} attempt(s): {describe_error_type(error)}: {error}"
         )
-        self._record_failure(description, error)
+        self.record_failure(description, error)
         if self.on_failure is OnFailure.PARK and self.dead_letters is not None:
             try:
                 await _settle(
@@ -632,7 +640,8 @@ class ProjectionEngine:
         await self._save()
         raise HandlerError(event.type, registration.name, error) from error
 
-    def _record_failure(self, description: str, error: Exception) -> None:
+    def record_failure(self, description: str, error: Exception) -> None:
+        """A handler's final failure: the state turns unhealthy; the error is logged and counted."""
         state = self.get_state()
         self._checkpoint.state = dataclasses.replace(
             state,
@@ -654,7 +663,7 @@ class ProjectionEngine:
             except Exception as error:
                 if self.is_fault(error):
                     raise
-                self._record_failure(
+                self.record_failure(
                     f"reset failed in {callable_name(hook)}: {describe_error_type(error)}: {error}",
                     error,
                 )
@@ -743,9 +752,10 @@ class ProjectionEngine:
                 self._lock_owner = None
 
     @contextlib.contextmanager
-    def _span(
+    def span(
         self, operation: str, parent: TraceSpan | None, **attributes: Any
     ) -> Iterator[TraceSpan | None]:
+        """A trace span of the configured provider around the block (None without one)."""
         tracing = self.tracing
         if tracing is None:
             yield None

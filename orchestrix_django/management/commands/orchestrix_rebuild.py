@@ -4,8 +4,8 @@ The new version of a projection (a second ``DjangoProjection`` with its own
 id and tables, listed in ``ORCHESTRIX["PROJECTIONS"]`` beside the old one) is
 caught up while the old one keeps serving; once it is at the head of the
 log, readers of the read model are switched to it in one transaction and the
-old one is paused (see :func:`~orchestrix_django.projections.runner.rebuild`).
-Read-side code asks :func:`~orchestrix_django.projections.runner.active_projection`
+old one is paused (see :func:`~orchestrix_django.projections.rebuild.rebuild`).
+Read-side code asks :func:`~orchestrix_django.projections.rebuild.active_projection`
 which version to read.
 
 Interrupted (SIGINT/SIGTERM, ``--timeout``) or stopped at a failing event,
@@ -31,14 +31,15 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections.definition import batch_size_override
+from orchestrix_django.projections.rebuild import (
     RebuildError,
     RebuildResult,
-    batch_size_override,
     check_rebuild,
-    projection_status,
     rebuild,
 )
+from orchestrix_django.projections.runner import StopReason
+from orchestrix_django.projections.status import projection_status
 
 __all__ = ["Command"]
 
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         "Zero-downtime rebuild: catch up NEW (a new version of a projection, with its own "
         "tables, listed in ORCHESTRIX['PROJECTIONS'] beside the live one) while the live "
         "projection given with --replace keeps serving; once NEW is at the head of the "
-        "log, switch the readers (orchestrix_django.projections.runner.active_projection) to it "
+        "log, switch the readers (orchestrix_django.projections.active_projection) to it "
         "and pause the old one, in one transaction. Interrupted or failing, nothing is "
         "switched and running the command again continues where it stopped. Switch back "
         "by swapping the two ids."
@@ -187,14 +188,14 @@ class Command(BaseCommand):
                 )
             return
         where = f"at position {count(last.position)} of {count(last.head)}"
-        if outcome.stopped == "timed out":
+        if outcome.stopped is StopReason.TIMED_OUT:
             raise CommandError(
                 f"not switched: {new_id} is {where} after {built}, and --timeout "
                 f"{options['timeout']:g} s has passed. {old_id} still serves. Run the command "
                 "again to continue (or allow more time with --timeout, or some lag with "
                 "--max-lag)."
             )
-        if outcome.stopped == "asked to stop":
+        if outcome.stopped is StopReason.ASKED_TO_STOP:
             raise CommandError(
                 f"interrupted: {new_id} is {where} after {built}; nothing was switched and "
                 f"{old_id} still serves. Run the same command again to continue where it stopped."

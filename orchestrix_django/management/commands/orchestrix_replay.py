@@ -1,7 +1,7 @@
 """``python manage.py orchestrix_replay <projection>``: rebuild a read model in place.
 
 Clears the projection's read model (its ``on_reset`` hooks) and checkpoint in
-one transaction (:func:`~orchestrix_django.projections.runner.reset_projection`),
+one transaction (:func:`~orchestrix_django.projections.control.reset_projection`),
 then catches up from the start of the log with a progress display. Readers
 see an incomplete read model until it has caught up; ``orchestrix_rebuild``
 builds a new version beside the live one instead, with no downtime.
@@ -27,14 +27,10 @@ from orchestrix_django.management.console import (
     positive_int,
     stopped_advice,
 )
-from orchestrix_django.projections.runner import (
-    CatchUpResult,
-    DjangoProjection,
-    batch_size_override,
-    catch_up,
-    projection_status,
-    reset_projection,
-)
+from orchestrix_django.projections.control import reset_projection
+from orchestrix_django.projections.definition import DjangoProjection, batch_size_override
+from orchestrix_django.projections.runner import CatchUpResult, StopReason, catch_up
+from orchestrix_django.projections.status import projection_status
 from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
@@ -134,7 +130,7 @@ class Command(BaseCommand):
             f"{count(result.applied)} event(s) in {seconds:.1f} s "
             f"({count(round(result.applied / max(seconds, 1e-9)))} events/s)"
         )
-        if result.stopped == "asked to stop":
+        if result.stopped is StopReason.ASKED_TO_STOP:
             raise CommandError(
                 f"replay of {pid} interrupted at position {count(result.position)} of "
                 f"{count(result.head)} after {done}. The read model is consistent up to that "

@@ -16,7 +16,7 @@
 
 A projection is *stalled* when events wait after its checkpoint and nothing
 has advanced it for ``ORCHESTRIX["STALLED_AFTER"]`` seconds
-(:func:`~orchestrix_django.projections.runner.is_stalled`): no runner holds it.
+(:func:`~orchestrix_django.projections.status.is_stalled`): no runner holds it.
 
 ``--json`` writes the same as one JSON object (for monitoring). ``--check``
 makes the command exit 1, saying what is wrong, when a projection is
@@ -45,12 +45,8 @@ from orchestrix_django.management.console import (
     stopped_advice,
 )
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord, SagaStateRecord
-from orchestrix_django.projections.runner import (
-    ProjectionStatus,
-    projection_status,
-    projections,
-    stalled_after,
-)
+from orchestrix_django.projections.registry import projections
+from orchestrix_django.projections.status import ProjectionStatus, projection_status, stalled_after
 from orchestrix_django.queues import DEFAULT_TIMEOUT, QueueReport
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.append_only import guard_problems
@@ -155,7 +151,7 @@ class Command(BaseCommand):
                     {
                         **asdict(status),
                         "configured": status.projection_id in configured,
-                        "health": _health(status),
+                        "health": status.health,
                         "advice": advice.get(status.projection_id),
                     }
                     for status in statuses
@@ -202,7 +198,7 @@ class Command(BaseCommand):
                 + ("" if status.projection_id in configured else " (not configured)"),
                 count(status.position),
                 count(status.lag),
-                _health(status),
+                status.health,
                 count(status.parked),
                 _shorten(status.last_error or ""),
             ]
@@ -305,7 +301,7 @@ class Command(BaseCommand):
         guard: list[str],
     ) -> None:
         problems = [
-            f"projection {status.projection_id} is {_health(status)}"
+            f"projection {status.projection_id} is {status.health}"
             + (f" ({status.parked} parked event(s))" if status.parked else "")
             for status in statuses
             if not status.healthy or status.parked
@@ -385,15 +381,6 @@ def _saga_counts(using: str) -> dict[str, dict[str, int]]:
     for kind, state, n in rows:
         counts.setdefault(kind, {})[state] = n
     return counts
-
-
-def _health(status: ProjectionStatus) -> str:
-    """One word for the table: ok, paused, stopped (paused at a failure), unhealthy or stalled."""
-    if not status.healthy or status.parked:
-        return "stopped" if status.paused else "unhealthy"
-    if status.stalled:
-        return "stalled"
-    return "paused" if status.paused else "ok"
 
 
 def _shorten(text: str) -> str:

@@ -19,7 +19,7 @@ from django.db.models import F
 
 from orchestrix.core.common.retry import FixedDelay
 from orchestrix.core.messaging.message import Event
-from orchestrix_django.projections.runner import DjangoProjection
+from orchestrix_django.projections import DjangoProjection
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 from tests.django.testapp.models import AccountBalance, AppliedEvent
 

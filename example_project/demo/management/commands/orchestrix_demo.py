@@ -43,10 +43,10 @@ from example_project.demo.models import DemoRun
 from example_project.demo.report import summarise
 from example_project.demo.workload import SIZES, Tally, Workload
 from orchestrix.core.execution.saga import SagaStatus
-from orchestrix_django.management.commands.orchestrix_run import EmbeddedRunner
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.projections.runner import (
+from orchestrix_django.projections import (
     CatchUpResult,
+    EmbeddedRunner,
     catch_up,
     projection_status,
     projections,
