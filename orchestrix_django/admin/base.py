@@ -27,11 +27,12 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import DateTimeField, Max, Min, Model, QuerySet
+from django.db.models import DateTimeField, Max, Min, Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -58,6 +59,14 @@ def database() -> str:
 def pretty_json(value: Any) -> str:
     """``value`` as indented JSON (non-JSON values as their ``str``)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def shortened(text: str | None, width: int = 80) -> str:
+    """``text`` for a list column: cut at ``width`` characters, whole in the tooltip."""
+    text = text or ""
+    if len(text) <= width:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: width - 1])
 
 
 def admin_url(model: type[Model], view: str, *args: Any) -> str:
@@ -234,6 +243,28 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     # -- lists ---------------------------------------------------------------------
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """With exact ``search_fields`` only ("=name"): the rows where one is exactly the term.
+
+        Index lookups: the stock search compares ``UPPER(…)``, which no index answers.
+        """
+        fields = self.search_fields
+        if not fields or not all(field.startswith("=") for field in fields):
+            return super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(self.search_match(term)), False
+
+    def search_match(self, term: str) -> Q:
+        """The condition of :meth:`get_search_results`: any exact search field equals ``term``."""
+        match = Q()
+        for field in self.search_fields:
+            match |= Q(**{field.removeprefix("="): term})
+        return match
 
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         """The stock change list; filters holding NUL characters are invalid lookups.

@@ -18,9 +18,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.admin.base import (
@@ -28,17 +27,18 @@ from orchestrix_django.admin.base import (
     admin_url,
     changelist_url,
     pretty_json,
+    shortened,
     unknown_operation,
 )
 from orchestrix_django.admin.filters import choices_filter, distinct_filter
-from orchestrix_django.admin.operations import (
+from orchestrix_django.models import DeadLetterRecord, EventRecord, ProjectionStateRecord
+from orchestrix_django.operations import (
     PROJECTION_SOURCE_PREFIX,
     Outcome,
     discard_dead_letter,
     retry_dead_letter,
     retry_kind,
 )
-from orchestrix_django.models import DeadLetterRecord, EventRecord, ProjectionStateRecord
 
 __all__ = ["DeadLetterAdmin"]
 
@@ -73,22 +73,10 @@ class DeadLetterAdmin(OperableAdmin):
     actions = ["retry_letters", "discard_letters"]
     detail_template = "admin/orchestrix_django/deadletterrecord/detail.html"
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[DeadLetterRecord], search_term: str
-    ) -> tuple[QuerySet[DeadLetterRecord], bool]:
-        """Letters whose id, message id or stream id is exactly the term."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(id=term) | Q(message_id=term) | Q(stream_id=term)), False
-
     @admin.display(description="reason")
     def short_reason(self, letter: DeadLetterRecord) -> str:
         """The reason, shortened."""
-        text = letter.reason or ""
-        if len(text) <= 80:
-            return text
-        return format_html('<span title="{}">{}…</span>', text, text[:79])
+        return shortened(letter.reason)
 
     # -- actions -----------------------------------------------------------------------
 

@@ -220,21 +220,12 @@ class EventAdmin(OrchestrixAdmin):
             return ("-timestamp", "-position")
         return ("-position",)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[EventRecord], search_term: str
-    ) -> tuple[QuerySet[EventRecord], bool]:
-        """Events whose stream id, event id or correlation id is exactly the term.
-
-        Three index lookups (the stock search would ``UPPER(…) LIKE`` every
-        row of the log). A number also finds the event at that position.
-        """
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(stream_id=term) | Q(event_id=term) | Q(correlation_id=term)
+    def search_match(self, term: str) -> Q:
+        """The exact search fields; a number also finds the event at that position."""
+        match = super().search_match(term)
         if term.isdigit() and len(term) < 19:
             match |= Q(position=int(term))
-        return queryset.filter(match), False
+        return match
 
     def lookup_allowed(self, lookup: str, value: Any, request: Any = None) -> bool:
         """Only lookups on indexed columns (see :data:`EVENT_LOOKUPS`)."""
@@ -365,15 +356,6 @@ class StreamAdmin(OrchestrixAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Stream summaries are kept by the store; nobody edits them."""
         return False
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[StreamRecord], search_term: str
-    ) -> tuple[QuerySet[StreamRecord], bool]:
-        """The stream whose id is exactly the term (a primary-key lookup)."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(stream_id=term), False
 
     @admin.display(description="events", ordering="version")
     def event_count(self, record: StreamRecord) -> int:

@@ -5,7 +5,7 @@ the configured ones that have none yet. A projection's page adds its parked
 events, each with *Retry* and *Skip* buttons. Seeing the pages takes the
 *view* permission on projections, operating them the *change* permission.
 Rebuilds are done in place within a time budget (see
-:mod:`orchestrix_django.admin.operations`).
+:mod:`orchestrix_django.operations`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from orchestrix_django.admin.base import (
     admin_url,
     changelist_url,
     database,
+    shortened,
     unknown_operation,
 )
 from orchestrix_django.admin.filters import choices_filter
-from orchestrix_django.admin.operations import (
+from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
+from orchestrix_django.operations import (
     PROJECTION_SOURCE_PREFIX,
     Outcome,
     discard_dead_letter,
@@ -39,7 +41,6 @@ from orchestrix_django.admin.operations import (
     resume_projection,
     retry_dead_letter,
 )
-from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
 from orchestrix_django.projections.runner import projection_status, projections, read_model_name
 from orchestrix_django.storage.events import DjangoEventStore
 
@@ -146,10 +147,7 @@ class ProjectionAdmin(OperableAdmin):
     @admin.display(description="last error")
     def error(self, record: ProjectionStateRecord) -> str:
         """The last error, shortened."""
-        text = record.last_error or ""
-        if len(text) <= 80:
-            return text
-        return format_html('<span title="{}">{}…</span>', text, text[:79])
+        return shortened(record.last_error)
 
     # -- actions -----------------------------------------------------------------------
 
