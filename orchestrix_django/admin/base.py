@@ -19,6 +19,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -280,12 +281,17 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        """The stock list, with the cheap date hierarchy."""
+        """The stock list, with the cheap date hierarchy and :meth:`list_context`."""
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if isinstance(context, dict) and "cl" in context:
             context["orchestrix_dates"] = date_hierarchy_context(context["cl"])
+            context.update(self.list_context(request, context["cl"]))
         return response
+
+    def list_context(self, request: HttpRequest, changelist: ChangeList) -> dict[str, Any]:
+        """What the list template shows besides the stock list (subclasses add to it)."""
+        return {}
 
     # -- the read-only detail page -------------------------------------------------
 
@@ -385,9 +391,22 @@ class OperableAdmin(OrchestrixAdmin):
         self.message_user(request, outcome.text, outcome.level)
         return HttpResponseRedirect(admin_url(self.model, "change", quote(row_id)))
 
+    #: The order in which an action runs on the selected rows (empty: the list's).
+    action_order: tuple[str, ...] = ()
+
     def operate(self, request: HttpRequest, row_id: str, operation: str) -> Outcome:
         """Run ``operation`` on the row ``row_id`` (subclasses say which they offer)."""
         return unknown_operation(operation)
+
+    def run_action(
+        self, request: HttpRequest, queryset: QuerySet[Any], operation: Callable[[str], Outcome]
+    ) -> None:
+        """Run ``operation`` on each selected row, with a message for each outcome."""
+        if self.action_order:
+            queryset = queryset.order_by(*self.action_order)
+        for row_id in queryset.values_list("pk", flat=True):
+            outcome = operation(row_id)
+            self.message_user(request, outcome.text, outcome.level)
 
 
 def unknown_operation(operation: str) -> Outcome:

@@ -13,7 +13,6 @@ takes the *view* permission on dead letters, retrying and discarding the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -72,6 +71,8 @@ class DeadLetterAdmin(OperableAdmin):
     ordering = ("-created_at",)
     actions = ["retry_letters", "discard_letters"]
     detail_template = "admin/orchestrix_django/deadletterrecord/detail.html"
+    # Oldest first: a projection's letters are retried in the order of its events.
+    action_order = ("created_at", "id")
 
     @admin.display(description="reason")
     def short_reason(self, letter: DeadLetterRecord) -> str:
@@ -80,26 +81,15 @@ class DeadLetterAdmin(OperableAdmin):
 
     # -- actions -----------------------------------------------------------------------
 
-    def _run(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[DeadLetterRecord],
-        operation: Callable[[str], Outcome],
-    ) -> None:
-        # Oldest first: a projection's letters are retried in the order of its events.
-        for letter_id in queryset.order_by("created_at", "id").values_list("id", flat=True):
-            outcome = operation(letter_id)
-            self.message_user(request, outcome.text, outcome.level)
-
     @admin.action(description="Retry the selected dead letters", permissions=["change"])
     def retry_letters(self, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]) -> None:
         """Handle each parked message again (projection and bus letters)."""
-        self._run(request, queryset, retry_dead_letter)
+        self.run_action(request, queryset, retry_dead_letter)
 
     @admin.action(description="Discard the selected dead letters", permissions=["change"])
     def discard_letters(self, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]) -> None:
         """Give up on each parked message."""
-        self._run(request, queryset, discard_dead_letter)
+        self.run_action(request, queryset, discard_dead_letter)
 
     # -- the detail page ---------------------------------------------------------------
 

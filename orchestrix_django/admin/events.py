@@ -18,9 +18,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR
+from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, ChangeList
 from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from orchestrix.core.serialization.codec import EncodedEvent
@@ -231,21 +231,17 @@ class EventAdmin(OrchestrixAdmin):
         """Only lookups on indexed columns (see :data:`EVENT_LOOKUPS`)."""
         return lookup in EVENT_LOOKUPS
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        """The list, with a link to the events older than the page (keyset paging)."""
-        response = super().changelist_view(request, extra_context)
-        context = getattr(response, "context_data", None)
-        if isinstance(context, dict) and "cl" in context:
-            changelist = context["cl"]
-            positions = [record.position for record in changelist.result_list]
-            full = len(positions) >= changelist.list_per_page
-            if full and not request.GET.get(ORDER_VAR) and not _date_chosen(request):
-                context["older_link"] = changelist.get_query_string(
+    def list_context(self, request: HttpRequest, changelist: ChangeList) -> dict[str, Any]:
+        """A link to the events older than a full page (keyset paging)."""
+        positions = [record.position for record in changelist.result_list]
+        full = len(positions) >= changelist.list_per_page
+        if full and not request.GET.get(ORDER_VAR) and not _date_chosen(request):
+            return {
+                "older_link": changelist.get_query_string(
                     {"position__lt": min(positions)}, [PAGE_VAR]
                 )
-        return response
+            }
+        return {}
 
     @admin.display(description="stream", ordering="stream_id")
     def stream(self, record: EventRecord) -> str:

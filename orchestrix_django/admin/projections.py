@@ -10,7 +10,6 @@ Rebuilds are done in place within a time budget (see
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -151,22 +150,12 @@ class ProjectionAdmin(OperableAdmin):
 
     # -- actions -----------------------------------------------------------------------
 
-    def _run(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[ProjectionStateRecord],
-        operation: Callable[[str], Outcome],
-    ) -> None:
-        for projection_id in queryset.values_list("projection_id", flat=True):
-            outcome = operation(projection_id)
-            self.message_user(request, outcome.text, outcome.level)
-
     @admin.action(description="Rebuild the selected projections", permissions=["change"])
     def rebuild_projections(
         self, request: HttpRequest, queryset: QuerySet[ProjectionStateRecord]
     ) -> None:
         """Reset and catch up (within :attr:`rebuild_seconds`; the runners do the rest)."""
-        self._run(
+        self.run_action(
             request,
             queryset,
             lambda pid: rebuild_projection(pid, seconds=self.rebuild_seconds),
@@ -177,14 +166,14 @@ class ProjectionAdmin(OperableAdmin):
         self, request: HttpRequest, queryset: QuerySet[ProjectionStateRecord]
     ) -> None:
         """Stop the runners from advancing them."""
-        self._run(request, queryset, pause_projection)
+        self.run_action(request, queryset, pause_projection)
 
     @admin.action(description="Resume the selected projections", permissions=["change"])
     def resume_projections(
         self, request: HttpRequest, queryset: QuerySet[ProjectionStateRecord]
     ) -> None:
         """Let the runners advance them again."""
-        self._run(request, queryset, resume_projection)
+        self.run_action(request, queryset, resume_projection)
 
     # -- pages ---------------------------------------------------------------------------
 
