@@ -19,6 +19,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -27,11 +28,12 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import DateTimeField, Max, Min, Model, QuerySet
+from django.db.models import DateTimeField, Max, Min, Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
@@ -58,6 +60,14 @@ def database() -> str:
 def pretty_json(value: Any) -> str:
     """``value`` as indented JSON (non-JSON values as their ``str``)."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def shortened(text: str | None, width: int = 80) -> str:
+    """``text`` for a list column: cut at ``width`` characters, whole in the tooltip."""
+    text = text or ""
+    if len(text) <= width:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: width - 1])
 
 
 def admin_url(model: type[Model], view: str, *args: Any) -> str:
@@ -235,6 +245,28 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     # -- lists ---------------------------------------------------------------------
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """With exact ``search_fields`` only ("=name"): the rows where one is exactly the term.
+
+        Index lookups: the stock search compares ``UPPER(…)``, which no index answers.
+        """
+        fields = self.search_fields
+        if not fields or not all(field.startswith("=") for field in fields):
+            return super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(self.search_match(term)), False
+
+    def search_match(self, term: str) -> Q:
+        """The condition of :meth:`get_search_results`: any exact search field equals ``term``."""
+        match = Q()
+        for field in self.search_fields:
+            match |= Q(**{field.removeprefix("="): term})
+        return match
+
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         """The stock change list; filters holding NUL characters are invalid lookups.
 
@@ -249,12 +281,17 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        """The stock list, with the cheap date hierarchy."""
+        """The stock list, with the cheap date hierarchy and :meth:`list_context`."""
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if isinstance(context, dict) and "cl" in context:
             context["orchestrix_dates"] = date_hierarchy_context(context["cl"])
+            context.update(self.list_context(request, context["cl"]))
         return response
+
+    def list_context(self, request: HttpRequest, changelist: ChangeList) -> dict[str, Any]:
+        """What the list template shows besides the stock list (subclasses add to it)."""
+        return {}
 
     # -- the read-only detail page -------------------------------------------------
 
@@ -354,9 +391,22 @@ class OperableAdmin(OrchestrixAdmin):
         self.message_user(request, outcome.text, outcome.level)
         return HttpResponseRedirect(admin_url(self.model, "change", quote(row_id)))
 
+    #: The order in which an action runs on the selected rows (empty: the list's).
+    action_order: tuple[str, ...] = ()
+
     def operate(self, request: HttpRequest, row_id: str, operation: str) -> Outcome:
         """Run ``operation`` on the row ``row_id`` (subclasses say which they offer)."""
         return unknown_operation(operation)
+
+    def run_action(
+        self, request: HttpRequest, queryset: QuerySet[Any], operation: Callable[[str], Outcome]
+    ) -> None:
+        """Run ``operation`` on each selected row, with a message for each outcome."""
+        if self.action_order:
+            queryset = queryset.order_by(*self.action_order)
+        for row_id in queryset.values_list("pk", flat=True):
+            outcome = operation(row_id)
+            self.message_user(request, outcome.text, outcome.level)
 
 
 def unknown_operation(operation: str) -> Outcome:

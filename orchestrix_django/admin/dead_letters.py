@@ -13,14 +13,12 @@ takes the *view* permission on dead letters, retrying and discarding the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
 from orchestrix_django.admin.base import (
@@ -28,17 +26,18 @@ from orchestrix_django.admin.base import (
     admin_url,
     changelist_url,
     pretty_json,
+    shortened,
     unknown_operation,
 )
 from orchestrix_django.admin.filters import choices_filter, distinct_filter
-from orchestrix_django.admin.operations import (
+from orchestrix_django.models import DeadLetterRecord, EventRecord, ProjectionStateRecord
+from orchestrix_django.operations import (
     PROJECTION_SOURCE_PREFIX,
     Outcome,
     discard_dead_letter,
     retry_dead_letter,
     retry_kind,
 )
-from orchestrix_django.models import DeadLetterRecord, EventRecord, ProjectionStateRecord
 
 __all__ = ["DeadLetterAdmin"]
 
@@ -72,46 +71,25 @@ class DeadLetterAdmin(OperableAdmin):
     ordering = ("-created_at",)
     actions = ["retry_letters", "discard_letters"]
     detail_template = "admin/orchestrix_django/deadletterrecord/detail.html"
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[DeadLetterRecord], search_term: str
-    ) -> tuple[QuerySet[DeadLetterRecord], bool]:
-        """Letters whose id, message id or stream id is exactly the term."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(id=term) | Q(message_id=term) | Q(stream_id=term)), False
+    # Oldest first: a projection's letters are retried in the order of its events.
+    action_order = ("created_at", "id")
 
     @admin.display(description="reason")
     def short_reason(self, letter: DeadLetterRecord) -> str:
         """The reason, shortened."""
-        text = letter.reason or ""
-        if len(text) <= 80:
-            return text
-        return format_html('<span title="{}">{}…</span>', text, text[:79])
+        return shortened(letter.reason)
 
     # -- actions -----------------------------------------------------------------------
-
-    def _run(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[DeadLetterRecord],
-        operation: Callable[[str], Outcome],
-    ) -> None:
-        # Oldest first: a projection's letters are retried in the order of its events.
-        for letter_id in queryset.order_by("created_at", "id").values_list("id", flat=True):
-            outcome = operation(letter_id)
-            self.message_user(request, outcome.text, outcome.level)
 
     @admin.action(description="Retry the selected dead letters", permissions=["change"])
     def retry_letters(self, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]) -> None:
         """Handle each parked message again (projection and bus letters)."""
-        self._run(request, queryset, retry_dead_letter)
+        self.run_action(request, queryset, retry_dead_letter)
 
     @admin.action(description="Discard the selected dead letters", permissions=["change"])
     def discard_letters(self, request: HttpRequest, queryset: QuerySet[DeadLetterRecord]) -> None:
         """Give up on each parked message."""
-        self._run(request, queryset, discard_dead_letter)
+        self.run_action(request, queryset, discard_dead_letter)
 
     # -- the detail page ---------------------------------------------------------------
 

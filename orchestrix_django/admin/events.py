@@ -18,9 +18,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR
+from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, ChangeList
 from django.db.models import Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from orchestrix.core.messaging.message import qualified_name
@@ -220,41 +220,28 @@ class EventAdmin(OrchestrixAdmin):
             return ("-timestamp", "-position")
         return ("-position",)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[EventRecord], search_term: str
-    ) -> tuple[QuerySet[EventRecord], bool]:
-        """Events whose stream id, event id or correlation id is exactly the term.
-
-        Three index lookups (the stock search would ``UPPER(…) LIKE`` every
-        row of the log). A number also finds the event at that position.
-        """
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(stream_id=term) | Q(event_id=term) | Q(correlation_id=term)
+    def search_match(self, term: str) -> Q:
+        """The exact search fields; a number also finds the event at that position."""
+        match = super().search_match(term)
         if term.isdigit() and len(term) < 19:
             match |= Q(position=int(term))
-        return queryset.filter(match), False
+        return match
 
     def lookup_allowed(self, lookup: str, value: Any, request: Any = None) -> bool:
         """Only lookups on indexed columns (see :data:`EVENT_LOOKUPS`)."""
         return lookup in EVENT_LOOKUPS
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        """The list, with a link to the events older than the page (keyset paging)."""
-        response = super().changelist_view(request, extra_context)
-        context = getattr(response, "context_data", None)
-        if isinstance(context, dict) and "cl" in context:
-            changelist = context["cl"]
-            positions = [record.position for record in changelist.result_list]
-            full = len(positions) >= changelist.list_per_page
-            if full and not request.GET.get(ORDER_VAR) and not _date_chosen(request):
-                context["older_link"] = changelist.get_query_string(
+    def list_context(self, request: HttpRequest, changelist: ChangeList) -> dict[str, Any]:
+        """A link to the events older than a full page (keyset paging)."""
+        positions = [record.position for record in changelist.result_list]
+        full = len(positions) >= changelist.list_per_page
+        if full and not request.GET.get(ORDER_VAR) and not _date_chosen(request):
+            return {
+                "older_link": changelist.get_query_string(
                     {"position__lt": min(positions)}, [PAGE_VAR]
                 )
-        return response
+            }
+        return {}
 
     @admin.display(description="stream", ordering="stream_id")
     def stream(self, record: EventRecord) -> str:
@@ -365,15 +352,6 @@ class StreamAdmin(OrchestrixAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Stream summaries are kept by the store; nobody edits them."""
         return False
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[StreamRecord], search_term: str
-    ) -> tuple[QuerySet[StreamRecord], bool]:
-        """The stream whose id is exactly the term (a primary-key lookup)."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(stream_id=term), False
 
     @admin.display(description="events", ordering="version")
     def event_count(self, record: StreamRecord) -> int:

@@ -5,12 +5,11 @@ the configured ones that have none yet. A projection's page adds its parked
 events, each with *Retry* and *Skip* buttons. Seeing the pages takes the
 *view* permission on projections, operating them the *change* permission.
 Rebuilds are done in place within a time budget (see
-:mod:`orchestrix_django.admin.operations`).
+:mod:`orchestrix_django.operations`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -27,10 +26,12 @@ from orchestrix_django.admin.base import (
     admin_url,
     changelist_url,
     database,
+    shortened,
     unknown_operation,
 )
 from orchestrix_django.admin.filters import choices_filter
-from orchestrix_django.admin.operations import (
+from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
+from orchestrix_django.operations import (
     PROJECTION_SOURCE_PREFIX,
     Outcome,
     discard_dead_letter,
@@ -39,7 +40,6 @@ from orchestrix_django.admin.operations import (
     resume_projection,
     retry_dead_letter,
 )
-from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord
 from orchestrix_django.projections.rebuild import read_model_name
 from orchestrix_django.projections.registry import projections
 from orchestrix_django.projections.status import projection_status
@@ -148,29 +148,16 @@ class ProjectionAdmin(OperableAdmin):
     @admin.display(description="last error")
     def error(self, record: ProjectionStateRecord) -> str:
         """The last error, shortened."""
-        text = record.last_error or ""
-        if len(text) <= 80:
-            return text
-        return format_html('<span title="{}">{}…</span>', text, text[:79])
+        return shortened(record.last_error)
 
     # -- actions -----------------------------------------------------------------------
-
-    def _run(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[ProjectionStateRecord],
-        operation: Callable[[str], Outcome],
-    ) -> None:
-        for projection_id in queryset.values_list("projection_id", flat=True):
-            outcome = operation(projection_id)
-            self.message_user(request, outcome.text, outcome.level)
 
     @admin.action(description="Rebuild the selected projections", permissions=["change"])
     def rebuild_projections(
         self, request: HttpRequest, queryset: QuerySet[ProjectionStateRecord]
     ) -> None:
         """Reset and catch up (within :attr:`rebuild_seconds`; the runners do the rest)."""
-        self._run(
+        self.run_action(
             request,
             queryset,
             lambda pid: rebuild_projection(pid, seconds=self.rebuild_seconds),
@@ -181,14 +168,14 @@ class ProjectionAdmin(OperableAdmin):
         self, request: HttpRequest, queryset: QuerySet[ProjectionStateRecord]
     ) -> None:
         """Stop the runners from advancing them."""
-        self._run(request, queryset, pause_projection)
+        self.run_action(request, queryset, pause_projection)
 
     @admin.action(description="Resume the selected projections", permissions=["change"])
     def resume_projections(
         self, request: HttpRequest, queryset: QuerySet[ProjectionStateRecord]
     ) -> None:
         """Let the runners advance them again."""
-        self._run(request, queryset, resume_projection)
+        self.run_action(request, queryset, resume_projection)
 
     # -- pages ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -22,22 +22,6 @@ from orchestrix_django.models import EventRecord, SagaStateRecord
 
 __all__ = ["SagaAdmin", "decode_saga", "saga_steps"]
 
-_STATE_FIELDS = (
-    "saga_id",
-    "saga_type",
-    "status",
-    "current_step",
-    "steps",
-    "kwargs",
-    "error",
-    "correlation_id",
-    "causation_id",
-    "trace_id",
-    "created_at",
-    "updated_at",
-    "version",
-)
-
 
 def _statuses() -> list[tuple[str, str]]:
     return [(status.value, status.value.replace("_", " ")) for status in SagaStatus]
@@ -46,7 +30,8 @@ def _statuses() -> list[tuple[str, str]]:
 def decode_saga(record: SagaStateRecord) -> tuple[SagaState | None, str | None]:
     """The state as the saga reads it (:meth:`SagaState.from_dict`), or why it does not decode."""
     try:
-        return SagaState.from_dict({name: getattr(record, name) for name in _STATE_FIELDS}), None
+        fields = record._meta.concrete_fields
+        return SagaState.from_dict({f.attname: getattr(record, f.attname) for f in fields}), None
     except Exception as failure:
         return None, f"{type(failure).__name__}: {failure}"
 
@@ -112,15 +97,6 @@ class SagaAdmin(OrchestrixAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Saga states are written by the sagas; nobody edits them here."""
         return False
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[SagaStateRecord], search_term: str
-    ) -> tuple[QuerySet[SagaStateRecord], bool]:
-        """The sagas whose id or correlation id is exactly the term (index lookups)."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(saga_id=term) | Q(correlation_id=term)), False
 
     @admin.display(description="status", ordering="status")
     def state(self, record: SagaStateRecord) -> str:

@@ -1,28 +1,9 @@
 """Keyset pagination: every list pages by a key (a position, a version, an id), never an offset.
 
-A list takes ``?after=<key>&limit=<n>`` and returns up to ``limit`` items
-whose key is greater than ``after``, in key order: the global log by
-position, a stream's events by version, streams, sagas and dead letters by
-id. ``limit`` defaults to ``ORCHESTRIX["API_PAGE_SIZE"]`` and is capped at
-``ORCHESTRIX["API_MAX_PAGE_SIZE"]`` (a larger one is not an error: the page
-is just that long). An offset would skip or repeat items when rows are
-added meanwhile; a key does not: the next page starts after the last key
-seen, whatever was written since. For the global log this also relies on
-the store committing appends in position order, so a page never moves past
-an event that commits later.
-
-The next page is linked when the page is full, with the ``after`` of its
-last item and the other query parameters kept:
-
-* in the ``Link`` response header (RFC 8288): ``<…?after=42&limit=100>;
-  rel="next"``, on every list;
-* also in the body, as ``"next"``, for lists whose body is an object
-  (``{"results": [...], "next": "…"}``). Event lists are CloudEvents batches,
-  whose body must be a JSON array: the header alone carries their link.
-
-A shorter page is the end of the list as it is now. The log goes on growing:
-to follow it, ask again with ``after`` set to the ``position`` attribute of
-the last event received.
+``?after=<key>&limit=<n>`` returns the items after that key, in key order; a
+full page links the next one in the ``Link`` header (and in ``"next"`` for
+object bodies). Rows added meanwhile shift an offset, never a key; see
+docs/api.md.
 """
 
 from __future__ import annotations
@@ -38,7 +19,7 @@ from rest_framework.utils.urls import replace_query_param
 from orchestrix.core.eventsourcing.event_store import MAX_POSITION
 from orchestrix_django.settings import orchestrix_settings
 
-__all__ = ["after_number", "after_text", "next_url", "page_limit", "paged", "set_next_link"]
+__all__ = ["after_number", "after_text", "page_limit", "paged", "paged_array"]
 
 
 def page_limit(request: Request, *, cap: int | None = None) -> int:
@@ -75,12 +56,14 @@ def after_text(request: Request) -> str | None:
     return request.query_params.get("after") or None
 
 
-def next_url(request: Request, after: object) -> str:
-    """This request's URL with ``after`` set to the last key of its page."""
-    return str(replace_query_param(request.build_absolute_uri(), "after", after))
+def _next_url(request: Request, count: int, limit: int, last_key: object) -> str | None:
+    """This request's URL with ``after`` set to ``last_key`` when the page is full, else None."""
+    if count < limit:
+        return None
+    return str(replace_query_param(request.build_absolute_uri(), "after", last_key))
 
 
-def set_next_link(response: Response, url: str | None) -> Response:
+def _with_link(response: Response, url: str | None) -> Response:
     """Add the ``Link: <url>; rel="next"`` header when there is a next page."""
     if url is not None:
         response["Link"] = f'<{url}>; rel="next"'
@@ -92,5 +75,10 @@ def paged(request: Request, results: Sequence[Any], limit: int, last_key: object
 
     ``last_key`` is the key of the page's last item (used only when the page is full).
     """
-    url = next_url(request, last_key) if len(results) >= limit else None
-    return set_next_link(Response({"results": list(results), "next": url}), url)
+    url = _next_url(request, len(results), limit, last_key)
+    return _with_link(Response({"results": list(results), "next": url}), url)
+
+
+def paged_array(request: Request, results: Sequence[Any], limit: int, last_key: object) -> Response:
+    """An array body (a CloudEvents batch): the ``Link`` header alone links the next page."""
+    return _with_link(Response(list(results)), _next_url(request, len(results), limit, last_key))

@@ -13,6 +13,7 @@ from typing import Any
 
 from drf_spectacular.views import SpectacularAPIView
 
+from orchestrix_django.api.base import OrchestrixAPIView
 from orchestrix_django.api.permissions import OrchestrixAccess
 from orchestrix_django.api.renderers import ErrorsAsJSON
 
@@ -29,8 +30,6 @@ DESCRIPTION = (
 
 def orchestrix_endpoints_only(endpoints: list[Any], **kwargs: Any) -> list[Any]:
     """A drf-spectacular preprocessing hook: keep the endpoints of this API only."""
-    from orchestrix_django.api.views import OrchestrixAPIView
-
     return [
         endpoint
         for endpoint in endpoints

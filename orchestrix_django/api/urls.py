@@ -10,60 +10,81 @@ from __future__ import annotations
 from django.db import transaction
 from django.urls import path
 
-from orchestrix_django.api import views
+from orchestrix_django.api.dead_letters import (
+    DeadLetterDetailView,
+    DeadLetterDiscardView,
+    DeadLetterListView,
+    DeadLetterRetryView,
+)
+from orchestrix_django.api.events import (
+    ApiRootView,
+    EventDetailView,
+    EventLogView,
+    StreamDetailView,
+    StreamEventsView,
+    StreamListView,
+)
+from orchestrix_django.api.projections import (
+    ProjectionDetailView,
+    ProjectionListView,
+    ProjectionPauseView,
+    ProjectionRebuildView,
+    ProjectionResumeView,
+)
+from orchestrix_django.api.sagas import SagaDetailView, SagaListView
 from orchestrix_django.api.schema import SchemaView
 
 app_name = "orchestrix"
 
 urlpatterns = [
-    path("", views.ApiRootView.as_view(), name="root"),
-    path("events/", views.EventLogView.as_view(), name="event-log"),
-    path("events/<path:event_id>/", views.EventDetailView.as_view(), name="event-detail"),
-    path("streams/", views.StreamListView.as_view(), name="stream-list"),
+    path("", ApiRootView.as_view(), name="root"),
+    path("events/", EventLogView.as_view(), name="event-log"),
+    path("events/<path:event_id>/", EventDetailView.as_view(), name="event-detail"),
+    path("streams/", StreamListView.as_view(), name="stream-list"),
     # Before the stream's own URL: stream ids may hold slashes.
     path(
         "streams/<path:stream_id>/events/",
-        views.StreamEventsView.as_view(),
+        StreamEventsView.as_view(),
         name="stream-events",
     ),
-    path("streams/<path:stream_id>/", views.StreamDetailView.as_view(), name="stream-detail"),
-    path("projections/", views.ProjectionListView.as_view(), name="projection-list"),
+    path("streams/<path:stream_id>/", StreamDetailView.as_view(), name="stream-detail"),
+    path("projections/", ProjectionListView.as_view(), name="projection-list"),
     path(
         "projections/<str:projection_id>/",
-        views.ProjectionDetailView.as_view(),
+        ProjectionDetailView.as_view(),
         name="projection-detail",
     ),
     path(
         "projections/<str:projection_id>/rebuild/",
-        transaction.non_atomic_requests(views.ProjectionRebuildView.as_view()),
+        transaction.non_atomic_requests(ProjectionRebuildView.as_view()),
         name="projection-rebuild",
     ),
     path(
         "projections/<str:projection_id>/pause/",
-        views.ProjectionPauseView.as_view(),
+        ProjectionPauseView.as_view(),
         name="projection-pause",
     ),
     path(
         "projections/<str:projection_id>/resume/",
-        views.ProjectionResumeView.as_view(),
+        ProjectionResumeView.as_view(),
         name="projection-resume",
     ),
-    path("sagas/", views.SagaListView.as_view(), name="saga-list"),
-    path("sagas/<str:saga_id>/", views.SagaDetailView.as_view(), name="saga-detail"),
-    path("dead-letters/", views.DeadLetterListView.as_view(), name="dead-letter-list"),
+    path("sagas/", SagaListView.as_view(), name="saga-list"),
+    path("sagas/<str:saga_id>/", SagaDetailView.as_view(), name="saga-detail"),
+    path("dead-letters/", DeadLetterListView.as_view(), name="dead-letter-list"),
     path(
         "dead-letters/<str:dead_letter_id>/",
-        views.DeadLetterDetailView.as_view(),
+        DeadLetterDetailView.as_view(),
         name="dead-letter-detail",
     ),
     path(
         "dead-letters/<str:dead_letter_id>/retry/",
-        transaction.non_atomic_requests(views.DeadLetterRetryView.as_view()),
+        transaction.non_atomic_requests(DeadLetterRetryView.as_view()),
         name="dead-letter-retry",
     ),
     path(
         "dead-letters/<str:dead_letter_id>/discard/",
-        transaction.non_atomic_requests(views.DeadLetterDiscardView.as_view()),
+        transaction.non_atomic_requests(DeadLetterDiscardView.as_view()),
         name="dead-letter-discard",
     ),
     path("schema/", SchemaView.as_view(), name="schema"),

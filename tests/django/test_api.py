@@ -649,7 +649,7 @@ WITHOUT_DRF = textwrap.dedent(
     problems = [m for m in run_checks(tags=["orchestrix"]) if m.is_serious()]
     assert not problems, problems
     try:
-        importlib.import_module("orchestrix_django.api.views")
+        importlib.import_module("orchestrix_django.api.urls")
     except ModuleNotFoundError as error:
         print("api needs", error.name.split(".")[0])
     """
