@@ -232,6 +232,3 @@ orchestrix_settings = OrchestrixSettings()
 def _reload_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "ORCHESTRIX":
         orchestrix_settings.reload()
-        from orchestrix_django.projections.runner import reset_registry
-
-        reset_registry()

@@ -64,6 +64,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.core.signals import setting_changed
 from django.db import transaction
 
 from orchestrix.core.common.exceptions import (
@@ -241,6 +242,14 @@ def reset_registry() -> None:
     global _projections
     with _registry_lock:
         _projections = None
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "ORCHESTRIX":
+        reset_registry()
+
+
+setting_changed.connect(_reload, dispatch_uid="orchestrix_django.projections.runner")
 
 
 def get_projection(projection_id: str) -> DjangoProjection:
