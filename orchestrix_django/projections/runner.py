@@ -81,11 +81,11 @@ from orchestrix.core.messaging.dead_letter import DeadLetter, DeadLetterStatus
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import ActiveProjection, EventRecord
 from orchestrix_django.settings import orchestrix_settings
-from orchestrix_django.storage.dead_letters import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
+from orchestrix_django.storage.dead_letters import DjangoAsyncDeadLetterQueue, DjangoDeadLetterQueue
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.faults import FaultComponent, FaultRetry, is_database_fault
 from orchestrix_django.storage.projection_state import (
-    AsyncDjangoProjectionStateStore,
+    DjangoAsyncProjectionStateStore,
     DjangoProjectionStateStore,
 )
 
@@ -150,11 +150,11 @@ class DjangoProjection(ProjectionEngine):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         super().__init__(
             projection_id,
-            AsyncDjangoProjectionStateStore(),
+            DjangoAsyncProjectionStateStore(),
             tracing,
             observability=observability,
             retry_policy=retry_policy,
-            dead_letters=AsyncDjangoDeadLetterQueue(),
+            dead_letters=DjangoAsyncDeadLetterQueue(),
             on_failure="park" if failure_mode == "park-and-continue" else "stop",
             # The runner commits the read model and the checkpoint together.
             checkpoint_every=None,
