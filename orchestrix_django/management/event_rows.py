@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from orchestrix.core.serialization.codec import EncodedEvent
 from orchestrix_django.models import EventRecord, StreamRecord
 from orchestrix_django.storage.cloudevents import StoredRecord
-from orchestrix_django.storage.events import ROW_FIELDS as STORE_ROW_FIELDS
+from orchestrix_django.storage.rows import ROW_FIELDS as STORE_ROW_FIELDS
 
 __all__ = [
     "ROW_FIELDS",
