@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from orchestrix.core.common.exceptions import (
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import Event
-from orchestrix.core.serialization.codec import EventCodec
+from orchestrix.core.serialization.codec import EncodedEvent, EventCodec
 from orchestrix.core.serialization.registry import EventRegistry
 from orchestrix_django.models import EventRecord
 from orchestrix_django.storage.limits import never_stored
@@ -35,6 +36,7 @@ __all__ = [
     "ROW_FIELDS",
     "STREAM_QUERY",
     "DecodeFilter",
+    "EventRow",
     "row_decoder",
     "select",
     "stream_version",
@@ -52,6 +54,53 @@ ROW_FIELDS = (
     "data",
     "metadata",
 )
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A row of the event table as plain values: the event as stored (encoded), and its place."""
+
+    stream_id: str
+    version: int
+    encoded: EncodedEvent
+    position: int | None = None
+    aggregate_type: str = ""
+
+    @classmethod
+    def from_columns(cls, columns: Sequence[Any], aggregate_type: str = "") -> EventRow:
+        """The row of :data:`ROW_FIELDS` values, data and metadata as the database returned them."""
+        position, stream_id, version, event_id, event_type, schema, timestamp, data, meta = columns
+        return cls(
+            stream_id=stream_id,
+            version=int(version),
+            position=int(position),
+            aggregate_type=aggregate_type,
+            encoded=EncodedEvent(
+                event_id=event_id,
+                event_type=event_type,
+                schema_version=int(schema),
+                timestamp=timestamp,
+                data=data,
+                metadata=meta,
+            ),
+        )
+
+    @classmethod
+    def from_record(cls, record: EventRecord) -> EventRow:
+        """The row of a model instance."""
+        return cls(
+            stream_id=record.stream_id,
+            version=record.version,
+            position=record.position,
+            encoded=EncodedEvent(
+                record.event_id,
+                record.event_type,
+                record.schema_version,
+                record.timestamp,
+                record.data,
+                record.metadata,
+            ),
+        )
 
 
 #: The read queries, by the statement's shape; see select.
