@@ -71,7 +71,8 @@ def _insert(append: Append, current: int) -> list[EventRecord]:
     ]
     manager = EventRecord.objects.using(using)
     manager.bulk_create(records, batch_size=append.batch_size)
-    if records[0].position is None:
+    first: int | None = records[0].position
+    if first is None:
         # Backends that can't return ids from a bulk insert (MySQL).
         positions = dict(
             manager.filter(stream_id=aggregate_id, version__gt=current).values_list(

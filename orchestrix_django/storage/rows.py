@@ -169,9 +169,10 @@ def _timestamp(value: Any) -> datetime:
         return _EPOCH + timedelta(microseconds=value)
     if kind is not datetime:
         return _parse_timestamp(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value  # type: ignore[no-any-return]
+    moment: datetime = value
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _parse_timestamp(value: Any) -> datetime:

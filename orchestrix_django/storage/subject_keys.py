@@ -100,7 +100,7 @@ class SubjectKeys:
             .values_list("key", "wrapped")
             .first()
         )
-        cipher = None if row is None or row[0] is None else self._unwrap(subject_id, *row)
+        cipher = None if row is None or row[0] is None else self._unwrap(subject_id, row[0], row[1])
         self._ciphers[subject_id] = cipher
         return cipher
 
@@ -133,7 +133,7 @@ class SubjectKeys:
                 elif row[0] is None:
                     raise SubjectErasedError(subject)
                 else:
-                    self._ciphers[subject] = self._unwrap(subject, *row)
+                    self._ciphers[subject] = self._unwrap(subject, row[0], row[1])
         ciphers: dict[str, AESGCM] = {}
         for subject in wanted:
             cipher = self._ciphers[subject]
@@ -161,7 +161,7 @@ class SubjectKeys:
                 raise
             if row[0] is None:
                 raise SubjectErasedError(subject_id) from None
-            return self._unwrap(subject_id, *row)
+            return self._unwrap(subject_id, row[0], row[1])
         return self._aes(raw)
 
     def _unwrap(self, subject_id: str, stored: bytes | memoryview, wrapped: bool) -> AESGCM:
