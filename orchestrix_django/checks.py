@@ -438,7 +438,8 @@ def check_personal_data(
     """``orchestrix.E012`` / ``W012``: the encryption of personal data (see personal_data)."""
     from django.core.checks import Warning as CheckWarning
 
-    from orchestrix_django.storage.personal_data import parse_master_key, personal_fields
+    from orchestrix_django.storage.personal_fields import personal_fields
+    from orchestrix_django.storage.subject_keys import parse_master_key
 
     try:
         user = orchestrix_settings.user_settings

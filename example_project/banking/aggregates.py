@@ -26,7 +26,7 @@ from example_project.common.commands import CommandRejected
 from example_project.common.idempotency import new_event_id
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository, AggregateRoot
 from orchestrix.core.eventsourcing.event_store import EventStore
-from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage import DjangoEventStore
 
 __all__ = [
     "SNAPSHOT_EVERY",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrix_django.storage.saga_state import DjangoSagaStateStore
+from orchestrix_django.storage import DjangoSagaStateStore
 
 __all__ = ["failure_reason"]
 

@@ -49,7 +49,7 @@ from orchestrix.core.common.exceptions import AggregateNotFoundError
 from orchestrix.core.common.validation import ValidationError
 from orchestrix.core.messaging.message import Command
 from orchestrix_django.sagas.runner import run_saga
-from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage import DjangoEventStore
 
 __all__ = ["SIZES", "Size", "Tally", "Workload"]
 

@@ -22,7 +22,7 @@ from example_project.orders.events import (
 )
 from orchestrix.core.eventsourcing.aggregate import AggregateRepository, AggregateRoot
 from orchestrix.core.eventsourcing.event_store import EventStore
-from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage import DjangoEventStore
 
 __all__ = ["Order", "OutOfStock", "Product", "product_stream", "repository"]
 

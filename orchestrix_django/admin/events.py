@@ -24,13 +24,13 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from orchestrix.core.messaging.message import qualified_name
-from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_url, pretty_json
 from orchestrix_django.admin.filters import distinct_filter, value_filter
 from orchestrix_django.admin.pagination import capped_count
 from orchestrix_django.models import EventRecord, SnapshotRecord, StreamRecord
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.personal_data import PersonalDataCodec, readable_data
+from orchestrix_django.storage.rows import EventRow
 
 __all__ = ["DecodedEvent", "EventAdmin", "StreamAdmin", "decode_event_record"]
 
@@ -100,14 +100,7 @@ def decode_event_record(record: EventRecord, store: DjangoEventStore | None = No
     should see it, instead of breaking the page.
     """
     store = store if store is not None else DjangoEventStore(record._state.db)
-    encoded = EncodedEvent(
-        record.event_id,
-        record.event_type,
-        record.schema_version,
-        record.timestamp,
-        record.data,
-        record.metadata,
-    )
+    encoded = EventRow.from_record(record).encoded
     try:
         event = store.codec.decode(
             encoded, stream_id=record.stream_id, version=record.version, position=record.position

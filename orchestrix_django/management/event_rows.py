@@ -10,30 +10,16 @@ bounded however long the log is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
-from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.models import EventRecord, StreamRecord
-from orchestrix_django.storage.cloudevents import StoredRecord
-from orchestrix_django.storage.events import ROW_FIELDS as STORE_ROW_FIELDS
+from orchestrix_django.storage.rows import ROW_FIELDS, EventRow
 
-__all__ = [
-    "ROW_FIELDS",
-    "Row",
-    "aggregate_types",
-    "rows_by_position",
-    "rows_by_stream",
-    "to_record",
-]
+__all__ = ["rows_by_position", "rows_by_stream"]
 
-#: The columns read, in the order of a :data:`Row` (those of the store's reads).
-ROW_FIELDS = STORE_ROW_FIELDS
-
-#: One row of :data:`ROW_FIELDS`.
-Row = tuple[int, str, int, str, str, int, datetime, Any, Any]
+_Columns = tuple[Any, ...]
 
 
 def _events(using: str, streams: Iterable[str] | None) -> QuerySet[EventRecord]:
@@ -50,16 +36,23 @@ def rows_by_position(
     until: int | None = None,
     streams: Iterable[str] | None = None,
     chunk: int,
-) -> Iterator[list[Row]]:
-    """Pages of rows in log order, with ``after < position <= until``."""
+    labelled: bool = False,
+) -> Iterator[list[EventRow]]:
+    """Pages of rows in log order, with ``after < position <= until``.
+
+    ``labelled``: each row carries its stream's aggregate type (one more query a page).
+    """
     events = _events(using, streams).order_by("position")
     if until is not None:
         events = events.filter(position__lte=until)
     while True:
-        rows: list[Row] = list(events.filter(position__gt=after).values_list(*ROW_FIELDS)[:chunk])
+        rows: list[_Columns] = list(
+            events.filter(position__gt=after).values_list(*ROW_FIELDS)[:chunk]
+        )
         if not rows:
             return
-        yield rows
+        labels = _aggregate_types(using, {row[1] for row in rows}) if labelled else {}
+        yield [EventRow.from_columns(row, labels.get(row[1], "")) for row in rows]
         if len(rows) < chunk:
             return
         after = rows[-1][0]
@@ -67,7 +60,7 @@ def rows_by_position(
 
 def rows_by_stream(
     using: str, *, streams: Iterable[str] | None = None, chunk: int
-) -> Iterator[list[Row]]:
+) -> Iterator[list[EventRow]]:
     """Pages of rows stream by stream, each stream in version order.
 
     Each page is the rest of the current stream, then the next streams: two
@@ -75,9 +68,9 @@ def rows_by_stream(
     ``OR`` of both would make some planners scan the table.
     """
     events = _events(using, streams).order_by("stream_id", "version")
-    rows: list[Row] = list(events.values_list(*ROW_FIELDS)[:chunk])
+    rows: list[_Columns] = list(events.values_list(*ROW_FIELDS)[:chunk])
     while rows:
-        yield rows
+        yield [EventRow.from_columns(row) for row in rows]
         if len(rows) < chunk:
             return
         stream_id, version = rows[-1][1], rows[-1][2]
@@ -90,26 +83,7 @@ def rows_by_stream(
             )
 
 
-def to_record(row: Row, aggregate_type: str = "") -> StoredRecord:
-    """A row in its stored form (data and metadata as the database returned them)."""
-    position, stream_id, version, event_id, event_type, schema, timestamp, data, meta = row
-    return StoredRecord(
-        stream_id=stream_id,
-        version=int(version),
-        position=int(position),
-        aggregate_type=aggregate_type,
-        encoded=EncodedEvent(
-            event_id=event_id,
-            event_type=event_type,
-            schema_version=int(schema),
-            timestamp=timestamp,
-            data=data,
-            metadata=meta,
-        ),
-    )
-
-
-def aggregate_types(using: str, stream_ids: Iterable[str]) -> dict[str, str]:
+def _aggregate_types(using: str, stream_ids: Iterable[str]) -> dict[str, str]:
     """The aggregate type label of each of these streams (one query)."""
     return dict(
         StreamRecord.objects.using(using)

@@ -25,9 +25,9 @@ from orchestrix.core.eventsourcing.projection import OnFailure, ProjectionEngine
 from orchestrix.core.messaging.dead_letter import describe_error_type
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.settings import orchestrix_settings
-from orchestrix_django.storage.dead_letters import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
+from orchestrix_django.storage.dead_letters import DjangoAsyncDeadLetterQueue, DjangoDeadLetterQueue
 from orchestrix_django.storage.faults import is_database_fault
-from orchestrix_django.storage.projection_state import AsyncDjangoProjectionStateStore
+from orchestrix_django.storage.projection_state import DjangoAsyncProjectionStateStore
 
 __all__ = ["DjangoProjection", "FailureMode", "batch_size_override", "run_handler"]
 
@@ -62,11 +62,11 @@ class DjangoProjection(ProjectionEngine):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         super().__init__(
             projection_id,
-            AsyncDjangoProjectionStateStore(),
+            DjangoAsyncProjectionStateStore(),
             tracing,
             observability=observability,
             retry_policy=retry_policy,
-            dead_letters=AsyncDjangoDeadLetterQueue(),
+            dead_letters=DjangoAsyncDeadLetterQueue(),
             on_failure=OnFailure.PARK if failure_mode == "park-and-continue" else OnFailure.STOP,
             # The runner commits the read model and the checkpoint together.
             checkpoint_every=None,

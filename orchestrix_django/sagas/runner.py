@@ -137,7 +137,7 @@ from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.configured import configured_observability
 from orchestrix_django.storage.faults import FaultComponent, FaultRetry, is_database_fault
-from orchestrix_django.storage.saga_state import AsyncDjangoSagaStateStore, DjangoSagaStateStore
+from orchestrix_django.storage.saga_state import DjangoAsyncSagaStateStore, DjangoSagaStateStore
 
 __all__ = [
     "DeadlinePassed",
@@ -334,7 +334,7 @@ class DjangoSaga(Saga):
         self,
         saga_type: str,
         steps: list[SagaStep],
-        state_store: DjangoSagaStateStore | AsyncDjangoSagaStateStore | None = None,
+        state_store: DjangoSagaStateStore | DjangoAsyncSagaStateStore | None = None,
         tracing: TracingProvider | None = None,
         *,
         deadlines: Mapping[str, timedelta] | None = None,
@@ -343,7 +343,7 @@ class DjangoSaga(Saga):
         observability: ObservabilityHooks | None = None,
         saga_id: str | None = None,
     ) -> None:
-        if isinstance(state_store, AsyncDjangoSagaStateStore):
+        if isinstance(state_store, DjangoAsyncSagaStateStore):
             state_store = state_store.sync_store
         if state_store is not None and not isinstance(state_store, DjangoSagaStateStore):
             raise TypeError(
@@ -393,7 +393,7 @@ class DjangoSaga(Saga):
         if isinstance(saga, DjangoSaga):
             return saga
         store = saga.state_store
-        if not isinstance(store, DjangoSagaStateStore | AsyncDjangoSagaStateStore):
+        if not isinstance(store, DjangoSagaStateStore | DjangoAsyncSagaStateStore):
             raise TypeError(
                 f"saga {saga.saga_type!r} keeps its state in {store!r}: sagas run by workers "
                 "need the saga table (state_store=DjangoSagaStateStore(), or use DjangoSaga)"

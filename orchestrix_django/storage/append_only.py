@@ -1,30 +1,11 @@
 """Stored events are history: the ORM and the database refuse to change them.
 
-Two guards keep ``orchestrix_event`` append-only, on every database:
-
-* **the ORM**: ``EventRecord``'s managers (``objects`` and ``_base_manager``)
-  refuse ``update()``, ``delete()``, ``_raw_delete()``, ``bulk_update()`` and
-  upserts (``bulk_create(update_conflicts=True)``); saving over a stored row
-  (``save()``, ``update_or_create``, ``loaddata``) and every deletion that
-  goes through Django's collector (``instance.delete()``, any queryset's
-  ``delete()``, cascades) raise :class:`EventMutationError`;
-* **the database**: triggers refuse ``UPDATE`` and ``DELETE`` (and, on
-  PostgreSQL, ``TRUNCATE``) of stored events, whatever the client. On
-  PostgreSQL they fire also with ``session_replication_role = replica``, and an
-  event trigger (where the migrating user is a superuser) refuses DDL that
-  disables, drops or replaces them.
-
+Two guards keep ``orchestrix_event`` append-only: ``EventRecord``'s managers
+refuse updates and deletes (:class:`EventMutationError`), and database
+triggers refuse ``UPDATE`` and ``DELETE`` whatever the client.
 :func:`allow_event_mutation` is the one way to lift both, for the transaction
-it opens: it sets a context variable for the ORM and inserts a *permit* row
-that the triggers look for. The permit names its holder (the transaction on
-PostgreSQL, a random value kept in a session variable on MariaDB/MySQL; SQLite
-has one writer at a time), and the block deletes it before its transaction
-commits, or the rollback removes it: a permit never outlives its block.
-
-:func:`guard_problems` says what is missing or disabled of the database guard;
-the system check ``orchestrix.W022``, ``orchestrix_verify`` and
-``orchestrix_append_only`` report it, and ``orchestrix_append_only --install``
-(or the SQL of :func:`guard_sql`) puts it back.
+it opens; :func:`guard_problems` says what is missing of the database guard.
+See ``docs/operations.md`` ("Changing history").
 """
 
 from __future__ import annotations

@@ -15,29 +15,28 @@ that place the event in the store:
   (exports only, when there is any).
 
 :func:`stored_cloudevent` renders an event as readers see it: decoded and
-upcast to its current class (the API). :func:`record_cloudevent` renders a
+upcast to its current class (the API). :func:`row_cloudevent` renders a
 stored row as it is, neither decoded nor upcast (the export: a backup keeps
 each event's stored schema version, and also holds events whose class is
-gone), and :func:`parse_record` reads that back (the import), so that an
+gone), and :func:`parse_row` reads that back (the import), so that an
 export/import round trip stores the same rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.serialization.cloudevents import to_cloudevent
 from orchestrix.core.serialization.event_codec import EncodedEvent, EventCodec
+from orchestrix_django.storage.rows import EventRow
 
 __all__ = [
     "EXTENSION_ATTRIBUTES",
-    "StoredRecord",
-    "parse_record",
-    "record_cloudevent",
+    "parse_row",
+    "row_cloudevent",
     "stored_cloudevent",
 ]
 
@@ -59,17 +58,6 @@ _METADATA_ATTRIBUTES = {
 _REQUIRED_DEFAULTS = {"specversion": "1.0", "source": "orchestrix"}
 
 
-@dataclass(frozen=True)
-class StoredRecord:
-    """A row of the event table in its stored (encoded) form, with where it sits."""
-
-    stream_id: str
-    version: int
-    encoded: EncodedEvent
-    position: int | None = None
-    aggregate_type: str = ""
-
-
 def stored_cloudevent(stored: StoredEvent, codec: EventCodec) -> dict[str, Any]:
     """A decoded (and upcast) event of the log as CloudEvents JSON, with its place."""
     out = to_cloudevent(stored.event, codec)
@@ -79,9 +67,9 @@ def stored_cloudevent(stored: StoredEvent, codec: EventCodec) -> dict[str, Any]:
     return out
 
 
-def record_cloudevent(record: StoredRecord) -> dict[str, Any]:
+def row_cloudevent(row: EventRow) -> dict[str, Any]:
     """A stored row as CloudEvents JSON, as it is stored (see the module docs)."""
-    encoded = record.encoded
+    encoded = row.encoded
     meta = encoded.metadata
     out: dict[str, Any] = {
         "specversion": meta.get("specversion", _REQUIRED_DEFAULTS["specversion"]),
@@ -98,17 +86,17 @@ def record_cloudevent(record: StoredRecord) -> dict[str, Any]:
         out["extrametadata"] = extra
     out["schemaversion"] = encoded.schema_version
     out["data"] = encoded.data
-    out["streamid"] = record.stream_id
-    out["streamversion"] = record.version
-    if record.position is not None:
-        out["position"] = record.position
-    if record.aggregate_type:
-        out["aggregatetype"] = record.aggregate_type
+    out["streamid"] = row.stream_id
+    out["streamversion"] = row.version
+    if row.position is not None:
+        out["position"] = row.position
+    if row.aggregate_type:
+        out["aggregatetype"] = row.aggregate_type
     return out
 
 
-def parse_record(cloudevent: object) -> StoredRecord:
-    """The stored row :func:`record_cloudevent` wrote; ``ValueError`` says what is wrong."""
+def parse_row(cloudevent: object) -> EventRow:
+    """The stored row :func:`row_cloudevent` wrote; ``ValueError`` says what is wrong."""
     if not isinstance(cloudevent, Mapping):
         raise ValueError(f"expected a JSON object, got {type(cloudevent).__name__}")
     event_id = _text(cloudevent, "id")
@@ -141,7 +129,7 @@ def parse_record(cloudevent: object) -> StoredRecord:
     position = cloudevent.get("position")
     if position is not None:
         position = _whole(cloudevent, "position", minimum=1)
-    return StoredRecord(
+    return EventRow(
         stream_id=_text(cloudevent, "streamid"),
         version=_whole(cloudevent, "streamversion", minimum=1),
         encoded=EncodedEvent(

@@ -12,6 +12,7 @@ from orchestrix.core.eventsourcing.versioning import UpcasterRegistry
 from orchestrix.core.messaging.message import EventRegistry
 from orchestrix.core.serialization.event_codec import EventCodec
 from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.storage.personal_data import PersonalDataCodec
 
 __all__ = ["DatabaseBound", "EventDecoding", "configured_observability"]
 
@@ -65,8 +66,6 @@ class EventDecoding(DatabaseBound):
             if registry is None:
                 registry = orchestrix_settings.EVENT_REGISTRY
             if decrypts:
-                from orchestrix_django.storage.personal_data import PersonalDataCodec
-
                 self._codec = PersonalDataCodec(registry, self.using)
             else:
                 self._codec = EventCodec(registry)

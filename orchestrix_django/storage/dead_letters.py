@@ -20,7 +20,7 @@ configured event registry (and upcasters), so a retry handles the current
 class; when that is impossible (a command, an unknown or undecodable type)
 the letter comes back with ``message=None``.
 
-:class:`AsyncDjangoDeadLetterQueue` is the async twin.
+:class:`DjangoAsyncDeadLetterQueue` is the async twin.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from orchestrix.core.serialization.cloudevents import from_cloudevent
 from orchestrix_django.models import DeadLetterRecord
 from orchestrix_django.storage.configured import EventDecoding
 
-__all__ = ["AsyncDjangoDeadLetterQueue", "DjangoDeadLetterQueue"]
+__all__ = ["DjangoAsyncDeadLetterQueue", "DjangoDeadLetterQueue"]
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def _detached(letter: DeadLetter) -> DeadLetter:
     return dataclasses.replace(letter, payload=copy.deepcopy(letter.payload))
 
 
-class AsyncDjangoDeadLetterQueue:
+class DjangoAsyncDeadLetterQueue:
     """The async twin of :class:`DjangoDeadLetterQueue`
     (:class:`~orchestrix.core.messaging.dead_letter.AsyncDeadLetterQueue`).
 

@@ -1,34 +1,11 @@
 """Database faults: errors of the connection or the server, not of the code that met them.
 
-A projection handler, a checkpoint write, a saga step or a task that loses
-its connection (a failover, a server restart, ``pg_terminate_backend``,
-MariaDB's ``KILL``), or is chosen as a deadlock victim, did nothing wrong:
-the same work succeeds once the database is back. :func:`fault_kind` tells
-such errors from the others, in one place, for PostgreSQL (psycopg 3 and 2),
-MariaDB/MySQL (mysqlclient) and SQLite, through Django's wrappers or not:
-
-* Django's ``InterfaceError`` (a closed or unusable connection);
-* PostgreSQL: no SQLSTATE at all (the client library lost the server),
-  class ``08`` (connection exceptions), ``57P01``/``57P02``/``57P03``/``57P05``
-  (shutdown, crash, starting up, idle session timeout), ``25P03`` (idle in
-  transaction timeout), class ``53`` (too many connections, out of memory,
-  disk full), class ``58`` (I/O), ``40001`` (serialization failure),
-  ``40P01`` (deadlock) and ``55P03`` (lock timeout);
-* MariaDB/MySQL: gone away and lost connection (2006, 2013, 2055), cannot
-  connect (2002, 2003), killed (1927), shutdown (1053), network errors
-  (1152, 1158-1161, 4031), too many connections (1040, 1203), deadlock
-  (1213) and lock wait timeout (1205);
-* SQLite: ``SQLITE_BUSY`` and ``SQLITE_LOCKED`` ("database is locked").
-
-Anything else (an ``IntegrityError``, "no such table", a statement timeout)
-is the code's error and takes the ordinary failure path.
-
-:class:`FaultRetry` is how every runner rides a fault out: it logs a warning
-naming the work and the error, counts ``orchestrix.faults`` (labels
-``component``, ``name``, ``kind``), drops the connection (its transaction
-was rolled back already) and waits a capped exponential backoff
-(:data:`FAULT_BACKOFF`) before the caller tries the same work again, until
-the database is back.
+:func:`fault_kind` tells such errors (a lost connection, a shutdown, a
+deadlock, "database is locked") from the code's own, for PostgreSQL,
+MariaDB/MySQL and SQLite; :class:`FaultRetry` is how every runner rides one
+out, retrying the same work after a capped backoff (:data:`FAULT_BACKOFF`).
+The errors counted, and what a fault does to projections and sagas, are in
+``docs/operations.md`` ("Database outages and faults").
 """
 
 from __future__ import annotations

@@ -12,15 +12,24 @@ kept for the session, so a save is not planned again each time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db import connections, transaction
+from django.utils import timezone
+
+from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.event_codec import EncodedEvent
+from orchestrix_django.storage.append import Append, mismatched, placed
 
-__all__ = ["APPEND_CALL", "append_parameters", "run_append"]
+__all__ = ["APPEND_CALL", "APPEND_LOCK_KEY", "append_parameters", "append_postgresql", "run_append"]
+
+#: The key of the PostgreSQL advisory lock that orders appends ("orchestr").
+APPEND_LOCK_KEY = 0x6F72636865737472
 
 #: The call. ``events`` is one JSON array of ``[event_id, event_type,
 #: schema_version, data, metadata, timestamp, correlation_id, causation_id]``
@@ -75,3 +84,37 @@ def run_append(cursor: Any, parameters: dict[str, Any]) -> tuple[int, list[tuple
     rows = cursor.fetchall()
     current = int(rows[0][0])
     return current, [(int(position), int(version)) for _, position, version in rows if position]
+
+
+def append_postgresql(append: Append) -> list[StoredEvent]:
+    """Append in one statement per chunk, the first one taking the lock."""
+    connection = connections[append.using]
+    now = timezone.now()
+    size = append.batch_size
+    events, encoded = append.events, append.encoded
+    chunks = [
+        append_parameters(
+            APPEND_LOCK_KEY,
+            append.aggregate_id,
+            events[start : start + size],
+            encoded[start : start + size],
+            append.expected_version,
+            append.aggregate_type,
+            now,
+        )
+        for start in range(0, len(events), size)
+    ]
+    # Outside a transaction, a save of one chunk is one statement that
+    # commits by itself: one round trip, no BEGIN and COMMIT around it.
+    # Inside one, a savepoint keeps a refused save from spoiling it.
+    alone = len(chunks) == 1 and connection.get_autocommit()
+    scope = contextlib.nullcontext() if alone else transaction.atomic(using=append.using)
+    with scope, connection.cursor() as cursor:
+        current, inserted = run_append(cursor, chunks[0])
+        if not inserted:
+            return mismatched(append, current)
+        for chunk in chunks[1:]:
+            # Under the lock: each chunk goes on where the previous one ended.
+            chunk["expected"] = inserted[-1][1]
+            inserted += run_append(cursor, chunk)[1]
+        return placed(append, inserted)

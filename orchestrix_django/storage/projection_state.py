@@ -14,7 +14,7 @@ offers what a runner and the admin need:
   never touches it);
 * :meth:`~DjangoProjectionStateStore.list_states`: every projection with its flag.
 
-:class:`AsyncDjangoProjectionStateStore` is the async twin (the ORM runs in
+:class:`DjangoAsyncProjectionStateStore` is the async twin (the ORM runs in
 Django's thread for sync code via ``sync_to_async``).
 """
 
@@ -37,7 +37,7 @@ from orchestrix_django.models import ProjectionStateRecord
 from orchestrix_django.storage.configured import DatabaseBound
 
 __all__ = [
-    "AsyncDjangoProjectionStateStore",
+    "DjangoAsyncProjectionStateStore",
     "DjangoProjectionStateStore",
     "StoredProjectionState",
 ]
@@ -320,7 +320,7 @@ def _aware_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-class AsyncDjangoProjectionStateStore:
+class DjangoAsyncProjectionStateStore:
     """The async twin of :class:`DjangoProjectionStateStore`
     (:class:`~orchestrix.core.eventsourcing.projection.AsyncProjectionStateStore`).
 

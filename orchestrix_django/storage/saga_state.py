@@ -13,7 +13,7 @@ Step records and keyword arguments are stored as JSON through
 :meth:`SagaState.to_dict` / :meth:`SagaState.from_dict`, so a ``Decimal``,
 ``datetime`` or ``UUID`` in them comes back as what it was.
 
-:class:`AsyncDjangoSagaStateStore` is the async twin.
+:class:`DjangoAsyncSagaStateStore` is the async twin.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.storage.configured import DatabaseBound
 
-__all__ = ["AsyncDjangoSagaStateStore", "DjangoSagaStateStore"]
+__all__ = ["DjangoAsyncSagaStateStore", "DjangoSagaStateStore"]
 
 #: The columns a save writes (``deadline`` is managed elsewhere and left alone).
 _STATE_COLUMNS = (
@@ -150,7 +150,7 @@ def _to_state(record: SagaStateRecord) -> SagaState:
     return SagaState.from_dict(data)
 
 
-class AsyncDjangoSagaStateStore:
+class DjangoAsyncSagaStateStore:
     """The async twin of :class:`DjangoSagaStateStore`
     (:class:`~orchestrix.core.execution.saga.SagaStateStore`).
 

@@ -31,13 +31,9 @@ from orchestrix_django.models import EventRecord, SubjectKey
 from orchestrix_django.projections import catch_up, get_projection, reset_projection
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.events import DjangoEventStore
-from orchestrix_django.storage.personal_data import (
-    ENCRYPTED_TAG,
-    ERASED,
-    SubjectErasedError,
-    forget_subject,
-    personal_fields,
-)
+from orchestrix_django.storage.personal_data import ENCRYPTED_TAG
+from orchestrix_django.storage.personal_fields import ERASED, personal_fields
+from orchestrix_django.storage.subject_keys import SubjectErasedError, forget_subject
 from tests.django.ops_helpers import command, failing
 from tests.django.testapp.events import PersonRegistered
 from tests.django.testapp.models import AppliedEvent

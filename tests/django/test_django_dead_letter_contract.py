@@ -29,7 +29,7 @@ from orchestrix.testing.dead_letter_contract import (
     DeadLetterQueueContract,
 )
 from orchestrix_django.models import DeadLetterRecord
-from orchestrix_django.storage.dead_letters import AsyncDjangoDeadLetterQueue, DjangoDeadLetterQueue
+from orchestrix_django.storage.dead_letters import DjangoAsyncDeadLetterQueue, DjangoDeadLetterQueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,21 +48,21 @@ class TestDjangoDeadLetterQueue(DeadLetterQueueContract):
     def test_retry_async_helper(self, monkeypatch: pytest.MonkeyPatch) -> None:
         # retry_async() calls this sync queue inside its event loop, which
         # Django refuses by default (SynchronousOnlyOperation): async code uses
-        # AsyncDjangoDeadLetterQueue (tested below). Here the sync queue's own
+        # DjangoAsyncDeadLetterQueue (tested below). Here the sync queue's own
         # behaviour is what is under test.
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         super().test_retry_async_helper()
 
 
 @pytest.mark.usefixtures("close_async_connections")
-class TestAsyncDjangoDeadLetterQueue(DeadLetterQueueContract):
-    def create_store(self) -> AsyncDjangoDeadLetterQueue:
-        return AsyncDjangoDeadLetterQueue()
+class TestDjangoAsyncDeadLetterQueue(DeadLetterQueueContract):
+    def create_store(self) -> DjangoAsyncDeadLetterQueue:
+        return DjangoAsyncDeadLetterQueue()
 
 
 def test_the_queues_satisfy_the_protocols() -> None:
     assert isinstance(DjangoDeadLetterQueue(), DeadLetterQueue)
-    assert isinstance(AsyncDjangoDeadLetterQueue(), AsyncDeadLetterQueue)
+    assert isinstance(DjangoAsyncDeadLetterQueue(), AsyncDeadLetterQueue)
 
 
 def failure(text: str = "boom") -> Exception:

@@ -28,7 +28,7 @@ from orchestrix.testing.projection_contract import (
 )
 from orchestrix_django.models import ProjectionStateRecord
 from orchestrix_django.storage.projection_state import (
-    AsyncDjangoProjectionStateStore,
+    DjangoAsyncProjectionStateStore,
     DjangoProjectionStateStore,
     StoredProjectionState,
 )
@@ -69,21 +69,21 @@ class TestDjangoProjectionStateStore(ProjectionStateStoreContract):
     ) -> None:
         # The engine is async and calls a sync store inside its event loop,
         # which Django refuses by default (SynchronousOnlyOperation): async
-        # code uses AsyncDjangoProjectionStateStore (tested below). Here the
+        # code uses DjangoAsyncProjectionStateStore (tested below). Here the
         # sync store's own behaviour is what is under test.
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         super().test_engine_resumes_from_the_saved_checkpoint()
 
 
 @pytest.mark.usefixtures("close_async_connections")
-class TestAsyncDjangoProjectionStateStore(ProjectionStateStoreContract):
-    def create_store(self) -> AsyncDjangoProjectionStateStore:
-        return AsyncDjangoProjectionStateStore()
+class TestDjangoAsyncProjectionStateStore(ProjectionStateStoreContract):
+    def create_store(self) -> DjangoAsyncProjectionStateStore:
+        return DjangoAsyncProjectionStateStore()
 
 
 def test_the_stores_satisfy_the_protocols() -> None:
     assert isinstance(DjangoProjectionStateStore(), ProjectionStateStore)
-    assert isinstance(AsyncDjangoProjectionStateStore(), AsyncProjectionStateStore)
+    assert isinstance(DjangoAsyncProjectionStateStore(), AsyncProjectionStateStore)
 
 
 def test_the_database_alias_is_read_from_the_settings_lazily(settings: Any) -> None:
@@ -134,7 +134,7 @@ def test_list_states_with_their_flags() -> None:
 
 
 def test_async_helpers(close_async_connections: None) -> None:
-    store = AsyncDjangoProjectionStateStore()
+    store = DjangoAsyncProjectionStateStore()
 
     async def scenario() -> list[StoredProjectionState]:
         await store.save_state(ProjectionState(projection_id="x"))
@@ -283,7 +283,7 @@ def test_a_runner_commits_the_checkpoint_in_its_locked_transaction(
     connection: the engine's checkpoint then commits or rolls back with the
     read model's writes and the lock.
     """
-    store = AsyncDjangoProjectionStateStore()
+    store = DjangoAsyncProjectionStateStore()
     projection_id = f"runner-{uuid.uuid4().hex[:8]}"
     events = [
         StoredEvent(

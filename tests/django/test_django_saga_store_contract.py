@@ -23,7 +23,7 @@ from orchestrix.core.execution.saga import SagaState, SagaStateStore, SagaStatus
 from orchestrix.core.execution.saga_state import SyncSagaStateStore
 from orchestrix.testing.saga_contract import SagaStateStoreContract
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.storage.saga_state import AsyncDjangoSagaStateStore, DjangoSagaStateStore
+from orchestrix_django.storage.saga_state import DjangoAsyncSagaStateStore, DjangoSagaStateStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,9 +58,9 @@ class TestDjangoSagaStateStore(SagaStateStoreContract):
 
 
 @pytest.mark.usefixtures("close_async_connections")
-class TestAsyncDjangoSagaStateStore(SagaStateStoreContract):
-    def create_store(self) -> AsyncDjangoSagaStateStore:
-        return AsyncDjangoSagaStateStore()
+class TestDjangoAsyncSagaStateStore(SagaStateStoreContract):
+    def create_store(self) -> DjangoAsyncSagaStateStore:
+        return DjangoAsyncSagaStateStore()
 
     def run_in_parallel(self, *functions: Callable[[], Any]) -> list[Any]:
         # Each thread runs its own event loop; sync_to_async then runs the ORM
@@ -70,7 +70,7 @@ class TestAsyncDjangoSagaStateStore(SagaStateStoreContract):
 
 def test_the_stores_satisfy_the_protocols() -> None:
     assert isinstance(DjangoSagaStateStore(), SyncSagaStateStore)
-    assert isinstance(AsyncDjangoSagaStateStore(), SagaStateStore)
+    assert isinstance(DjangoAsyncSagaStateStore(), SagaStateStore)
 
 
 def test_a_refused_first_save_leaves_the_outer_transaction_usable() -> None:
@@ -114,7 +114,7 @@ def test_the_columns_are_queryable() -> None:
 
 
 def test_async_delete(close_async_connections: None) -> None:
-    store = AsyncDjangoSagaStateStore()
+    store = DjangoAsyncSagaStateStore()
 
     async def scenario() -> SagaState | None:
         await store.save(SagaState(saga_id="gone", saga_type="t"))

@@ -36,14 +36,14 @@ from orchestrix.core.messaging.message import Event
 from orchestrix.core.serialization.event_codec import EncodedEvent
 from orchestrix_django.models import EventRecord, StreamRecord
 from orchestrix_django.storage.append_only import allow_event_mutation
-from orchestrix_django.storage.events import (
+from orchestrix_django.storage.async_events import DjangoAsyncEventStore
+from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.limits import (
     MARIADB_MAX_JSON_DEPTH,
     MAX_EVENT_BYTES,
     MAX_JSON_DEPTH,
-    DjangoAsyncEventStore,
-    DjangoEventStore,
-    _check_storable,
 )
+from orchestrix_django.storage.limits import check_storable as _check_storable
 
 pytestmark = pytest.mark.django_db
 

@@ -48,8 +48,9 @@ from orchestrix_django.bus import (
     wire_modules,
 )
 from orchestrix_django.models import DeadLetterRecord, EventRecord
+from orchestrix_django.storage.async_events import DjangoAsyncEventStore
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
-from orchestrix_django.storage.events import DjangoAsyncEventStore, DjangoEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp import modules as testapp_modules
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 

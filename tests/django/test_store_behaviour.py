@@ -42,7 +42,8 @@ from orchestrix.core.eventsourcing.versioning import EventUpcaster, UpcasterRegi
 from orchestrix.core.messaging.message import Event
 from orchestrix_django.models import EventRecord, SnapshotRecord, StreamRecord
 from orchestrix_django.signals import events_committed
-from orchestrix_django.storage.events import DjangoAsyncEventStore, DjangoEventStore
+from orchestrix_django.storage.async_events import DjangoAsyncEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp.events import AccountOpened, BankAccount, MoneyDeposited
 
 pytestmark = pytest.mark.django_db

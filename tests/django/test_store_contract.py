@@ -13,7 +13,8 @@ from orchestrix.testing.event_store_contract import (
     EventStoreContract,
     GlobalEventLogContract,
 )
-from orchestrix_django.storage.events import DjangoAsyncEventStore, DjangoEventStore
+from orchestrix_django.storage.async_events import DjangoAsyncEventStore
+from orchestrix_django.storage.events import DjangoEventStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

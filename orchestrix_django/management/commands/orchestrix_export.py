@@ -31,10 +31,10 @@ from orchestrix_django.management.console import (
     non_negative_int,
     positive_int,
 )
-from orchestrix_django.management.event_rows import aggregate_types, rows_by_position, to_record
+from orchestrix_django.management.event_rows import rows_by_position
 from orchestrix_django.projections.runner import CatchUpResult
 from orchestrix_django.settings import orchestrix_settings
-from orchestrix_django.storage.cloudevents import record_cloudevent
+from orchestrix_django.storage.cloudevents import row_cloudevent
 from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
@@ -139,28 +139,29 @@ class Command(BaseCommand):
                 until=head,
                 streams=streams,
                 chunk=int(orchestrix_settings.READ_CHUNK_SIZE),
+                labelled=True,
             ):
-                labels = aggregate_types(using, {row[1] for row in rows})
                 lines: list[str] = []
                 for row in rows:
                     # A JSON column holding something else than an object (a row
                     # written around the store) would not import: stop here.
-                    if not isinstance(row[7], dict) or not isinstance(row[8], dict):
+                    data: object = row.encoded.data
+                    metadata: object = row.encoded.metadata
+                    if not isinstance(data, dict) or not isinstance(metadata, dict):
                         _write(out, "".join(lines))
                         progress.finish()
                         raise CommandError(
-                            f"the event at position {row[0]} (stream {row[1]!r}, version "
-                            f"{row[2]}) has stored data that is not a JSON object; {where} "
-                            f"holds the events before it. Run orchestrix_verify to see what "
-                            "is wrong, and repair or remove the row first."
+                            f"the event at position {row.position} (stream {row.stream_id!r}, "
+                            f"version {row.version}) has stored data that is not a JSON object; "
+                            f"{where} holds the events before it. Run orchestrix_verify to see "
+                            "what is wrong, and repair or remove the row first."
                         )
-                    record = to_record(row, labels.get(row[1], ""))
-                    lines.append(json.dumps(record_cloudevent(record), ensure_ascii=False) + "\n")
+                    lines.append(json.dumps(row_cloudevent(row), ensure_ascii=False) + "\n")
                 _write(out, "".join(lines))
                 exported += len(rows)
                 chunks += 1
-                last = rows[-1][0]
-                first = rows[0][0] if first is None else first
+                last = int(rows[-1].position or 0)
+                first = rows[0].position if first is None else first
                 if verbosity >= 1:
                     progress.update(CatchUpResult("export", exported, chunks, last, head))
                 if stop():

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from orchestrix_django.management.console import database_alias
 from orchestrix_django.models import SubjectKey
 from orchestrix_django.settings import orchestrix_settings
-from orchestrix_django.storage.personal_data import forget_subject
+from orchestrix_django.storage.subject_keys import forget_subject
 
 __all__ = ["Command"]
 

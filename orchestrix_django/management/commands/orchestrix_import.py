@@ -49,8 +49,9 @@ from orchestrix_django.management.console import (
 from orchestrix_django.models import EventRecord
 from orchestrix_django.projections.runner import CatchUpResult
 from orchestrix_django.settings import orchestrix_settings
-from orchestrix_django.storage.cloudevents import StoredRecord, parse_record
+from orchestrix_django.storage.cloudevents import parse_row
 from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.rows import EventRow
 
 __all__ = ["Command"]
 
@@ -63,7 +64,7 @@ class _Line:
     """One event of the input and where it is (``file:line``)."""
 
     where: str
-    record: StoredRecord
+    record: EventRow
 
 
 @dataclass
@@ -330,7 +331,7 @@ def _chunks(sources: list[tuple[str, Path]], size: int) -> Iterator[list[_Line]]
                     continue
                 where = f"{name}:{number}"
                 try:
-                    record = parse_record(json.loads(text))
+                    record = parse_row(json.loads(text))
                 except ValueError as error:
                     raise CommandError(
                         f"{where}: not an exported event ({error}). Import the files "

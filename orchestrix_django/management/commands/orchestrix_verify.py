@@ -38,12 +38,13 @@ from orchestrix_django.management.console import (
     database_alias,
     positive_int,
 )
-from orchestrix_django.management.event_rows import Row, rows_by_stream, to_record
+from orchestrix_django.management.event_rows import rows_by_stream
 from orchestrix_django.models import EventRecord
 from orchestrix_django.projections.runner import CatchUpResult
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.append_only import guard_problems
 from orchestrix_django.storage.events import DjangoEventStore
+from orchestrix_django.storage.rows import EventRow
 
 __all__ = ["LISTED", "Command"]
 
@@ -141,7 +142,7 @@ class Command(BaseCommand):
                 using, streams=streams, chunk=int(orchestrix_settings.READ_CHUNK_SIZE)
             ):
                 for row in rows:
-                    stream_id, version = row[1], row[2]
+                    stream_id, version = row.stream_id, row.version
                     if previous is None or previous[0] != stream_id:
                         stream_count += 1
                         previous = (stream_id, 0)
@@ -153,7 +154,7 @@ class Command(BaseCommand):
                     if problems:
                         line = (
                             f"bad event in stream {stream_id!r} at version {version} "
-                            f"(type {row[4]}, position {row[0]}): "
+                            f"(type {row.encoded.event_type}, position {row.position}): "
                             + "; ".join(reason for reason, _ in problems)
                             + "."
                         )
@@ -220,9 +221,8 @@ def _gap(previous: int, version: int) -> tuple[str, str] | None:
     return f"version {version} follows version {previous}: {missing}", _GAP_ADVICE
 
 
-def _unreadable(store: DjangoEventStore, row: Row) -> tuple[str, str] | None:
-    """Why the event of ``row`` cannot be read back as its current class, or None."""
-    record = to_record(row)
+def _unreadable(store: DjangoEventStore, record: EventRow) -> tuple[str, str] | None:
+    """Why the event of ``record`` cannot be read back as its current class, or None."""
     codec: EventCodec = store.codec
     try:
         event = codec.decode(
