@@ -48,11 +48,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from orchestrix.core.common.exceptions import ConcurrencyError, SagaError
 from orchestrix.core.common.observability import (
@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Runs a sync callable somewhere an event loop may wait for it (a thread, say).
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -479,6 +481,17 @@ class InMemorySagaStateStore:
 # ------------------------------------------------------------------ calling steps
 
 
+def _run_without_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to its end in this thread; it must never suspend (all it calls is sync)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        result: _T = finished.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a saga run without an event loop awaited something that suspends")
+
+
 def _is_coroutine_callable(func: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(func):
         return True
@@ -618,6 +631,7 @@ class Saga:
         }
         self._state: SagaState | None = None
         self._executing = False
+        self._blocking_calls = False
 
     # -- public API -----------------------------------------------------------
 
@@ -702,6 +716,36 @@ class Saga:
         ``Exception`` (cancellation, ``KeyboardInterrupt``) propagates and
         leaves the persisted state resumable.
         """
+        return await self._execute_stored(kwargs)
+
+    def initialize_sync(
+        self,
+        saga_id: str | None = None,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        trace_id: str | None = None,
+    ) -> SagaState:
+        """:meth:`initialize` in this thread, without an event loop (a sync state store)."""
+        if self._executing:
+            raise SagaError("cannot initialize a saga while it is executing")
+        with self._blocking():
+            return _run_without_loop(
+                self._initialize(saga_id, correlation_id, causation_id, trace_id)
+            )
+
+    def execute_sync(self, **kwargs: Any) -> SagaState:
+        """:meth:`execute` in this thread, without an event loop.
+
+        For sync steps, compensations and state store, called inline (``run_sync``
+        is not used); retry delays sleep in this thread. Anything async is a
+        ``TypeError`` before the saga runs.
+        """
+        with self._blocking():
+            return _run_without_loop(self._execute_stored(kwargs))
+
+    async def _execute_stored(self, kwargs: dict[str, Any]) -> SagaState:
+        """:meth:`execute`, from the stored state."""
         if self._executing:
             raise SagaError(f"saga {self.saga_id!r} is already executing")
         self._executing = True
@@ -717,6 +761,26 @@ class Saga:
             return await self._execute(kwargs)
         finally:
             self._executing = False
+
+    @contextlib.contextmanager
+    def _blocking(self) -> Iterator[None]:
+        """Call everything inline while the block runs; refuse async steps and stores."""
+        plans = [*self._action_plans.values(), *self._compensation_plans.values()]
+        found: list[Any] = [plan.func for plan in plans if plan.is_coroutine]
+        if any(
+            _is_coroutine_callable(getattr(self.state_store, name)) for name in ("save", "load")
+        ):
+            found.append(self.state_store)
+        if found:
+            raise TypeError(
+                f"saga {self.saga_type!r}: running without an event loop needs sync steps, "
+                f"compensations and state store, got {found!r}"
+            )
+        self._blocking_calls = True
+        try:
+            yield
+        finally:
+            self._blocking_calls = False
 
     def is_fault(self, error: BaseException) -> bool:
         """Whether ``error`` is a fault of the infrastructure rather than of the step.
@@ -940,7 +1004,7 @@ class Saga:
     async def _call(self, plan: _CallPlan, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if plan.is_coroutine:
             return await plan.func(*args, **kwargs)
-        if self._run_sync is not None:
+        if self._run_sync is not None and not self._blocking_calls:
             result = await self._run_sync(functools.partial(plan.func, *args, **kwargs))
         else:
             result = plan.func(*args, **kwargs)
@@ -948,9 +1012,11 @@ class Saga:
             result = await result
         return result
 
-    @staticmethod
-    async def _sleep(delay: float) -> None:
-        await asyncio.sleep(max(delay, 0.0))
+    async def _sleep(self, delay: float) -> None:
+        if self._blocking_calls:  # no event loop runs: block this thread
+            time.sleep(max(delay, 0.0))  # noqa: ASYNC251
+        else:
+            await asyncio.sleep(max(delay, 0.0))
 
     # -- state and store --------------------------------------------------------
 
@@ -993,7 +1059,7 @@ class Saga:
         method = getattr(self.state_store, name)
         if inspect.iscoroutinefunction(method):
             return await method(*args)
-        if self._run_sync is not None:
+        if self._run_sync is not None and not self._blocking_calls:
             result = await self._run_sync(functools.partial(method, *args))
         else:
             result = method(*args)
