@@ -19,24 +19,9 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus
 from orchestrix_django.admin.base import OrchestrixAdmin, admin_url, changelist_url, pretty_json
 from orchestrix_django.admin.filters import choices_filter, distinct_filter
 from orchestrix_django.models import EventRecord, SagaStateRecord
+from orchestrix_django.storage.saga_state import SAGA_STATE_FIELDS
 
 __all__ = ["SagaAdmin", "decode_saga", "saga_steps"]
-
-_STATE_FIELDS = (
-    "saga_id",
-    "saga_type",
-    "status",
-    "current_step",
-    "steps",
-    "kwargs",
-    "error",
-    "correlation_id",
-    "causation_id",
-    "trace_id",
-    "created_at",
-    "updated_at",
-    "version",
-)
 
 
 def _statuses() -> list[tuple[str, str]]:
@@ -46,7 +31,8 @@ def _statuses() -> list[tuple[str, str]]:
 def decode_saga(record: SagaStateRecord) -> tuple[SagaState | None, str | None]:
     """The state as the saga reads it (:meth:`SagaState.from_dict`), or why it does not decode."""
     try:
-        return SagaState.from_dict({name: getattr(record, name) for name in _STATE_FIELDS}), None
+        data = {name: getattr(record, name) for name in SAGA_STATE_FIELDS}
+        return SagaState.from_dict(data), None
     except Exception as failure:
         return None, f"{type(failure).__name__}: {failure}"
 

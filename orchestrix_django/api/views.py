@@ -88,6 +88,7 @@ from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.cloudevents import stored_cloudevent
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
+from orchestrix_django.storage.saga_state import SAGA_STATE_FIELDS
 
 __all__ = [
     "ApiRootView",
@@ -122,22 +123,7 @@ _STREAM_FIELDS = (
     "created_at",
     "updated_at",
 )
-_SAGA_FIELDS = (
-    "saga_id",
-    "saga_type",
-    "status",
-    "current_step",
-    "steps",
-    "kwargs",
-    "error",
-    "correlation_id",
-    "causation_id",
-    "trace_id",
-    "deadline",
-    "created_at",
-    "updated_at",
-    "version",
-)
+_SAGA_FIELDS = (*SAGA_STATE_FIELDS, "deadline")
 _LETTER_FIELDS = (
     "id",
     "source",

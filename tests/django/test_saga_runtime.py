@@ -27,8 +27,7 @@ from orchestrix.core.common.retry import FixedDelay
 from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep, StepStatus
 from orchestrix.core.messaging.message import Command
 from orchestrix_django.models import EventRecord, SagaStateRecord
-from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
-from orchestrix_django.sagas.runner import (
+from orchestrix_django.sagas import (
     DjangoSaga,
     current_saga,
     expire_overdue_sagas,
@@ -38,6 +37,7 @@ from orchestrix_django.sagas.runner import (
     sagas,
     start_saga,
 )
+from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
 from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.testapp import modules as testapp_modules
 from tests.django.testapp.models import SagaStepCall
