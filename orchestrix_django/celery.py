@@ -72,7 +72,7 @@ def beat_schedule(interval: float | None = None) -> dict[str, dict[str, Any]]:
 
 
 def saga_beat_schedule(interval: float | None = None) -> dict[str, dict[str, Any]]:
-    """The schedule entry of ``orchestrix.sweep_sagas`` (see :mod:`orchestrix_django.saga_tasks`).
+    """The schedule entry of ``orchestrix.sweep_sagas`` (see :mod:`orchestrix_django.tasks`).
 
     Merge it too when the project runs sagas or process managers
     (``sender.conf.beat_schedule.update(saga_beat_schedule())``): every

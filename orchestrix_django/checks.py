@@ -332,7 +332,7 @@ def check_sagas(
 ) -> list[CheckMessage]:
     """``orchestrix.E010``: ``SAGAS`` lists sagas the workers can run, with distinct types."""
     from orchestrix.core.execution.saga import Saga
-    from orchestrix_django.sagas.runner import DjangoSaga
+    from orchestrix_django.sagas.definition import DjangoSaga
 
     try:
         user = orchestrix_settings.user_settings

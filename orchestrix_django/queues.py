@@ -34,7 +34,7 @@ DEFAULT_TIMEOUT = 1.0
 #: The tasks that keep projections up to date (orchestrix_django.tasks).
 PROJECTION_TASKS = ("orchestrix.advance_projection", "orchestrix.catch_up_projections")
 
-#: The tasks that run sagas and process managers' deadlines (orchestrix_django.saga_tasks).
+#: The tasks that run sagas and process managers' deadlines (orchestrix_django.tasks).
 SAGA_TASKS = ("orchestrix.run_saga", "orchestrix.sweep_sagas")
 
 

@@ -1,52 +1,10 @@
-"""Celery tasks that keep projections up to date. Thin: they pass ids only.
+"""Every Orchestrix Celery task (Celery's autodiscovery finds them here). Thin: they pass ids only.
 
-* ``orchestrix.advance_projection(projection_id)``: the wake-up sent after a
-  commit (:mod:`orchestrix_django.wakeup`). It clears the projection's
-  pending-wake-up marker first, so that events committed while it runs send
-  a new wake-up, then runs :func:`orchestrix_django.projections.runner.catch_up`.
-  ``acks_late`` with ``reject_on_worker_lost``: a worker that dies mid-batch
-  leaves the message to be delivered again, and the batch it was applying
-  rolled back with its transaction, so every event is applied exactly once.
-* ``orchestrix.catch_up_projections(inline=False)``: the periodic safety net
-  (:func:`orchestrix_django.celery.beat_schedule`) for wake-ups lost to a
-  broker outage or a dead worker. It wakes every configured projection that
-  lags behind the head of the log or never ran (paused ones excepted)
-  through the same at-most-one-pending marker, rather than catching up
-  inline: the work spreads over all workers, one projection's long replay
-  never delays the others, and ticks that pile up while workers are down
-  add no duplicate tasks. ``inline=True`` catches up in the task itself
-  (one worker, one projection after the other), for set-ups without a
-  separate queue for the wake-ups.
-
-The saga tasks, ``orchestrix.run_saga`` and ``orchestrix.sweep_sagas``, are
-defined in :mod:`orchestrix_django.saga_tasks` and registered with these.
-
-Both tasks use the JSON serializer and store no result. The logic lives in
-:mod:`orchestrix_django.projections.runner`; a failing catch-up is logged by
-Celery and retried by the next wake-up or periodic run.
-
-**Database faults** (a lost connection, a restart, a deadlock: see
-:mod:`orchestrix_django.storage.faults`) never fail a task. ``advance_projection``
-and an inline periodic catch-up ride them out inside
-:func:`~orchestrix_django.projections.runner.catch_up`: the batch rolls back, the
-task reconnects after a capped backoff (at most 5 s) and goes on, holding
-its worker until the database is back; its message stays unacknowledged
-(``acks_late``), so a worker stopped meanwhile loses nothing. The periodic
-task's own query notes a fault (warning, ``orchestrix.faults``) and leaves
-the work to the next tick.
-
-The correlation, causation and trace ids of the event whose commit sent a
-wake-up travel in its message headers; the task logs them (``extra``
-fields ``correlation_id``, ``causation_id``, ``trace_id``, ``event_id`` and
-the text of its messages), and :class:`MessageIdsFilter` adds them to every
-record logged while the task runs, projection handlers' included::
-
-    LOGGING = {
-        "filters": {"orchestrix_ids": {"()": "orchestrix_django.tasks.MessageIdsFilter"}},
-        "handlers": {"console": {"class": "logging.StreamHandler",
-                                 "filters": ["orchestrix_ids"]}},
-        ...
-    }
+``orchestrix.advance_projection`` and ``orchestrix.catch_up_projections`` keep
+projections up to date; ``orchestrix.run_saga`` and ``orchestrix.sweep_sagas``
+run sagas. While a task runs, :func:`current_ids` returns the ids of its
+message and :class:`MessageIdsFilter` adds them to log records. Database faults
+never fail a task. See docs/celery.md, "How it works".
 """
 
 from __future__ import annotations
@@ -59,22 +17,32 @@ from celery import shared_task
 
 from orchestrix_django.projections.registry import get_projection
 from orchestrix_django.projections.runner import catch_up
+from orchestrix_django.sagas.runner import run_saga
+from orchestrix_django.sagas.sweep import no_outcome, sweep
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.configured import configured_observability
 from orchestrix_django.storage.faults import FaultComponent, note_fault
 from orchestrix_django.wakeup import (
     HEADER_NAMES,
+    ID_FIELDS,
+    SAGA_ID_HEADER,
+    TaskName,
     clear_wake_up,
     lagging_projections,
+    log_ids,
     request_wake_up,
 )
 
-__all__ = ["MessageIdsFilter", "advance_projection", "catch_up_projections", "current_ids"]
+__all__ = [
+    "MessageIdsFilter",
+    "advance_projection",
+    "catch_up_projections",
+    "current_ids",
+    "run_saga_task",
+    "sweep_sagas",
+]
 
 logger = logging.getLogger("orchestrix.tasks")
-
-#: The log record attributes the ids are exposed as.
-ID_FIELDS = ("correlation_id", "causation_id", "trace_id", "event_id")
 
 _current_ids: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
     "orchestrix_task_ids", default=None
@@ -102,25 +70,26 @@ class MessageIdsFilter(logging.Filter):
         return True
 
 
-def _ids_from_request(request: Any) -> dict[str, str | None]:
-    """The ids in the task's message headers (a worker) or ``headers=`` (``apply``)."""
+def _message_headers(request: Any) -> dict[str, Any]:
+    """The Orchestrix headers of the task's message (a worker) or of ``headers=`` (``apply``)."""
     custom = getattr(request, "headers", None) or {}
-    ids: dict[str, str | None] = {}
-    for header, attribute in HEADER_NAMES.items():
+    found: dict[str, Any] = {}
+    for header in (*HEADER_NAMES, SAGA_ID_HEADER):
         value = custom.get(header) if isinstance(custom, dict) else None
         if value is None:
             value = getattr(request, header, None)
-        ids["event_id" if attribute == "id" else attribute] = value
-    return ids
+        if value is not None:
+            found[header] = value
+    return found
 
 
-def _describe(ids: dict[str, str | None]) -> str:
-    return " ".join(f"{name}={ids.get(name) or '-'}" for name in ID_FIELDS)
+def _describe(ids: dict[str, str | None], fields: tuple[str, ...] = ID_FIELDS) -> str:
+    return " ".join(f"{name}={ids.get(name) or '-'}" for name in fields)
 
 
 @shared_task(  # type: ignore[untyped-decorator]
     bind=True,
-    name="orchestrix.advance_projection",
+    name=TaskName.ADVANCE_PROJECTION.value,
     acks_late=True,
     reject_on_worker_lost=True,
     serializer="json",
@@ -128,7 +97,7 @@ def _describe(ids: dict[str, str | None]) -> str:
 )
 def advance_projection(self: Any, projection_id: str) -> dict[str, Any] | None:
     """Catch ``projection_id`` up with the log (the wake-up sent after a commit)."""
-    ids = _ids_from_request(self.request)
+    ids = {name: log_ids(_message_headers(self.request))[name] for name in ID_FIELDS}
     token = _current_ids.set(ids)
     try:
         # First: a commit from now on sends a new wake-up, and this run
@@ -164,7 +133,7 @@ def advance_projection(self: Any, projection_id: str) -> dict[str, Any] | None:
 
 
 @shared_task(  # type: ignore[untyped-decorator]
-    name="orchestrix.catch_up_projections",
+    name=TaskName.CATCH_UP_PROJECTIONS.value,
     serializer="json",
     ignore_result=True,
 )
@@ -213,7 +182,57 @@ def catch_up_projections(inline: bool = False) -> list[str]:
     return lagging
 
 
-# The saga tasks (orchestrix.run_saga, orchestrix.sweep_sagas) live in their own
-# module; importing it here registers them wherever Celery finds this one
-# (``app.autodiscover_tasks()``, ``include=["orchestrix_django.tasks"]``).
-from orchestrix_django import saga_tasks  # noqa: E402, F401
+@shared_task(  # type: ignore[untyped-decorator]
+    bind=True,
+    name=TaskName.RUN_SAGA.value,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    serializer="json",
+    ignore_result=True,
+)
+def run_saga_task(self: Any, saga_id: str) -> dict[str, Any] | None:
+    """Execute (or resume) saga ``saga_id`` to its end."""
+    headers = _message_headers(self.request)
+    ids = log_ids(headers)
+    ids["event_id"] = None
+    ids["saga_id"] = saga_id
+    token = _current_ids.set({name: ids[name] for name in ID_FIELDS})
+    try:
+        described = _describe(ids, ID_FIELDS[:3])
+        logger.info("running saga %s (%s)", saga_id, described, extra=ids)
+        state = run_saga(saga_id)
+        if state is None:
+            return None
+        status = state.status.value
+        logger.info("saga %s %s: %s (%s)", state.saga_type, saga_id, status, described, extra=ids)
+        return {"saga_id": saga_id, "status": status, "error": state.error}
+    finally:
+        _current_ids.reset(token)
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name=TaskName.SWEEP_SAGAS.value,
+    serializer="json",
+    ignore_result=True,
+)
+def sweep_sagas() -> dict[str, list[str]]:
+    """Time out overdue sagas, fire due process deadlines, resume lost sagas."""
+    try:
+        outcome = sweep(inline=False, resume_after=float(orchestrix_settings.SAGA_RESUME_AFTER))
+    except Exception as error:
+        if note_fault(
+            error,
+            FaultComponent.SAGA_SWEEP,
+            "sweep",
+            using=str(orchestrix_settings.DATABASE),
+            observability=configured_observability(),
+            retry="at the next tick",
+        ):
+            return no_outcome()
+        raise
+    if any(outcome.values()):
+        logger.info(
+            "saga sweep: %s",
+            ", ".join(f"{name} {', '.join(ids)}" for name, ids in outcome.items() if ids),
+        )
+    return outcome

@@ -1,41 +1,11 @@
-"""Wake projections up after a commit: at most one pending Celery task per projection.
+"""Send the Orchestrix Celery tasks by name: projection wake-ups (one pending at most) and sagas.
 
-With ``ORCHESTRIX["WAKE_UP"] = "celery"``, every commit that stored events
-sends, through :data:`~orchestrix_django.signals.events_committed`, one
-``orchestrix.advance_projection`` task (:mod:`orchestrix_django.tasks`) to
-each configured projection that handles one of the committed events' types,
-unless that projection already has a wake-up pending. A wake-up carries
-only the projection's id: the work is a checkpointed catch-up from the event
-table, so a lost wake-up only delays the projection (the periodic
-``orchestrix.catch_up_projections`` task finds it, see
-:mod:`orchestrix_django.celery`) and a duplicated one does nothing twice.
-
-**At most one pending wake-up per projection.** A marker in Django's cache
-(``ORCHESTRIX["WAKE_UP_CACHE"]``) says "a task is on its way": only the
-caller that adds it (``cache.add``, atomic on Redis, Memcached and the
-database cache) sends the task, and the task deletes it *before* it reads
-the log, so events committed while it runs schedule the next wake-up. The
-marker (the time it was set) expires after ``ORCHESTRIX["WAKE_UP_TTL"]``
-seconds, and the periodic catch-up replaces one older than
-``ORCHESTRIX["CATCH_UP_INTERVAL"]`` with a new wake-up: a task lost by the
-broker holds its projection back for at most about two catch-up intervals,
-while commits keep coming or not. The cache must be shared by every process
-(not ``LocMemCache``; check ``orchestrix.W009`` says so).
-
-**A broker outage never breaks the committing code.** The events are
-committed when the signal is sent: a failure to reach the broker (or the
-cache) is logged as a warning, the marker is removed, and the periodic
-catch-up advances the projection once the broker is back.
-
-**Ids travel with the task.** The correlation, causation and trace ids (and
-the id) of the last committed event go into the task's message headers
-(``orchestrix_correlation_id``, ``orchestrix_causation_id``,
-``orchestrix_trace_id``, ``orchestrix_event_id``); the task logs them. As a
-wake-up stands for every commit until it runs, they are those of the commit
-that sent it.
-
-Nothing here imports Celery until a wake-up is sent, so the module is safe
-to import (and its receiver is connected) in projects without Celery.
+A commit that stored events sends ``orchestrix.advance_projection`` to each
+interested projection unless a wake-up is pending (a marker in
+``ORCHESTRIX["WAKE_UP_CACHE"]``). A broker or cache that can't be reached is
+logged, never raised: the periodic catch-up covers it. Tasks are sent by name,
+so this module imports no task module (and Celery only when it sends). See
+docs/celery.md, "How it works".
 """
 
 from __future__ import annotations
@@ -43,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
 from typing import Any
 
 from django.core.cache import caches
@@ -55,13 +26,20 @@ from orchestrix_django.signals import events_committed
 __all__ = [
     "DISPATCH_UID",
     "HEADER_NAMES",
+    "ID_FIELDS",
     "PUBLISH_RETRY_POLICY",
+    "SAGA_ID_HEADER",
+    "TaskName",
+    "WakeUp",
+    "celery_wake_up",
     "clear_wake_up",
     "connect_wake_up",
     "interested_projections",
     "lagging_projections",
+    "log_ids",
     "message_headers",
     "request_wake_up",
+    "send_task",
     "wake_up_key",
 ]
 
@@ -70,6 +48,28 @@ logger = logging.getLogger("orchestrix.wakeup")
 #: The ``dispatch_uid`` of the ``events_committed`` receiver (connected once).
 DISPATCH_UID = "orchestrix_django.wakeup"
 
+
+class WakeUp(StrEnum):
+    """The values of ``ORCHESTRIX["WAKE_UP"]``: who runs projections and sagas."""
+
+    NONE = "none"
+    CELERY = "celery"
+
+
+def celery_wake_up() -> bool:
+    """Whether Celery workers do the work (``ORCHESTRIX["WAKE_UP"] == "celery"``, read now)."""
+    return bool(orchestrix_settings.WAKE_UP == WakeUp.CELERY)
+
+
+class TaskName(StrEnum):
+    """The names of the Orchestrix Celery tasks (public: they never change)."""
+
+    ADVANCE_PROJECTION = "orchestrix.advance_projection"
+    CATCH_UP_PROJECTIONS = "orchestrix.catch_up_projections"
+    RUN_SAGA = "orchestrix.run_saga"
+    SWEEP_SAGAS = "orchestrix.sweep_sagas"
+
+
 #: Message header name -> the event attribute it carries.
 HEADER_NAMES: dict[str, str] = {
     "orchestrix_correlation_id": "correlation_id",
@@ -77,6 +77,12 @@ HEADER_NAMES: dict[str, str] = {
     "orchestrix_trace_id": "trace_id",
     "orchestrix_event_id": "id",
 }
+
+#: The message header that carries a saga task's saga id.
+SAGA_ID_HEADER = "orchestrix_saga_id"
+
+#: The log record attributes the ids of a task's message are exposed as.
+ID_FIELDS = ("correlation_id", "causation_id", "trace_id", "event_id")
 
 #: How hard a wake-up is published. The committing request waits for it, so
 #: it tries twice (the second attempt reconnects a pooled connection that a
@@ -97,6 +103,24 @@ def connect_wake_up() -> None:
     each commit, so tests and settings overrides can switch it).
     """
     events_committed.connect(_wake_up_committed, dispatch_uid=DISPATCH_UID, weak=False)
+
+
+def send_task(name: TaskName, args: list[Any], headers: dict[str, str]) -> None:
+    """Publish task ``name`` with ``args`` and ``headers`` (JSON), trying twice; raises on failure.
+
+    By name, through the current Celery app: the registered task's options
+    apply where this process imported it.
+    """
+    from celery import current_app
+
+    current_app.signature(
+        name.value,
+        args=args,
+        headers=headers,
+        serializer="json",
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
+    ).apply_async()
 
 
 def wake_up_key(projection_id: str) -> str:
@@ -189,14 +213,7 @@ def request_wake_up(
             projection_id,
         )
     try:
-        from orchestrix_django.tasks import advance_projection
-
-        advance_projection.apply_async(
-            args=[projection_id],
-            headers=headers or {},
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-        )
+        send_task(TaskName.ADVANCE_PROJECTION, [projection_id], headers or {})
     except Exception as error:
         logger.warning(
             "could not send the wake-up of projection %s (%s: %s); the periodic "
@@ -204,7 +221,7 @@ def request_wake_up(
             projection_id,
             type(error).__name__,
             error,
-            extra=_log_ids(headers),
+            extra=log_ids(headers),
         )
         if marked:
             clear_wake_up(projection_id)
@@ -258,12 +275,15 @@ def lagging_projections() -> list[str]:
     return lagging
 
 
-def _log_ids(headers: dict[str, str] | None) -> dict[str, str | None]:
+def log_ids(headers: dict[str, Any] | None) -> dict[str, str | None]:
+    """The log ``extra`` fields of a message's headers: :data:`ID_FIELDS` and ``saga_id``."""
     headers = headers or {}
-    return {
+    ids: dict[str, str | None] = {
         attribute if attribute != "id" else "event_id": headers.get(header)
         for header, attribute in HEADER_NAMES.items()
     }
+    ids["saga_id"] = headers.get(SAGA_ID_HEADER)
+    return ids
 
 
 def _wake_up_committed(sender: Any, *, events: Sequence[StoredEvent] = (), **kwargs: Any) -> None:
@@ -272,7 +292,7 @@ def _wake_up_committed(sender: Any, *, events: Sequence[StoredEvent] = (), **kwa
     Runs after the commit, in the committing thread: it must never raise.
     """
     try:
-        if orchestrix_settings.WAKE_UP != "celery" or not events:
+        if not celery_wake_up() or not events:
             return
         committed = [record.event for record in events]
         headers = message_headers(committed[-1])

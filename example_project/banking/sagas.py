@@ -29,7 +29,7 @@ from example_project.common.idempotency import event_id_for, event_recorded
 from example_project.common.sagas import failure_reason
 from orchestrix.core.common.exceptions import AggregateNotFoundError
 from orchestrix.core.execution.saga import SagaStep
-from orchestrix_django.sagas.runner import DjangoSaga
+from orchestrix_django.sagas import DjangoSaga
 
 __all__ = [
     "complete_transfer",

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from orchestrix.core.common.validation import ValidationError
 from orchestrix.core.messaging.message import CLOUDEVENT_FIELDS, Command
 from orchestrix_django.bus import get_bus
-from orchestrix_django.sagas.process_managers import CommandDispatchError
+from orchestrix_django.sagas import CommandDispatchError
 
 __all__ = ["CommandRejected", "build_command", "execute"]
 

@@ -48,7 +48,7 @@ from example_project.orders.commands import AddProduct, PlaceOrder, RestockProdu
 from orchestrix.core.common.exceptions import AggregateNotFoundError
 from orchestrix.core.common.validation import ValidationError
 from orchestrix.core.messaging.message import Command
-from orchestrix_django.sagas.runner import run_saga
+from orchestrix_django.sagas import run_saga
 from orchestrix_django.storage import DjangoEventStore
 
 __all__ = ["SIZES", "Size", "Tally", "Workload"]

@@ -45,7 +45,7 @@ from example_project.orders import carrier
 from example_project.orders.aggregates import Order, OutOfStock, Product, product_stream, repository
 from orchestrix.core.common.exceptions import AggregateNotFoundError
 from orchestrix.core.execution.saga import SagaStep
-from orchestrix_django.sagas.runner import DjangoSaga
+from orchestrix_django.sagas import DjangoSaga
 
 __all__ = [
     "PaymentDeclined",

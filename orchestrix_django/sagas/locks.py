@@ -1,35 +1,11 @@
 """Run locks: at most one runner executes a saga at a time, and a dead runner's lock dies with it.
 
-Optimistic locking on the saga state (see :mod:`orchestrix_django.storage.saga_state`)
-keeps two runners from *saving* conflicting states, but not from *calling*
-one step at the same moment: a runner that resumes a saga cannot tell a step
-interrupted by a crash (run it again) from a step another runner is running
-right now (leave it alone). Both happen on Celery: a message is redelivered
-after a worker died, and also, with Redis, when a task runs longer than the
-broker's visibility timeout while its worker is alive.
-
-So a runner holds a :class:`SagaRunLock` while it executes a saga. The lock
-belongs to the runner's database session (or process), never to a timer:
-
-* PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock`` with
-  two keys: an Orchestrix namespace and a hash of the saga id; a key space of
-  its own, apart from the store's one-key append lock);
-* MySQL/MariaDB: ``GET_LOCK`` on a name derived from the saga id;
-* SQLite: a POSIX record lock on one byte (at an offset derived from the saga
-  id) of a file next to the database (``<database>.saga-locks``), and an
-  in-process registry for the threads of one process (POSIX locks belong to
-  processes). SQLite databases in memory, or platforms without ``fcntl``,
-  get the in-process registry only.
-
-When the runner's process dies, its connection (or file) goes with it and the
-lock is released at once: the next runner resumes the saga. Locks are tried,
-never waited for: a runner that finds a saga locked leaves it to its holder.
-Two saga ids may, very rarely, hash to one lock; the cost is that one of the
-two waits for the next attempt.
-
-The lock lives as long as the connection of the thread that took it: code
-run under it must not close that connection (Django only closes connections
-between requests and tasks).
+A lock belongs to the runner's database session (or process), never to a
+timer: a PostgreSQL session-level advisory lock (two keys: an Orchestrix
+namespace and a hash of the saga id), MySQL/MariaDB ``GET_LOCK``, and on
+SQLite a POSIX record lock on one byte of ``<database>.saga-locks`` plus an
+in-process registry. Locks are tried, never waited for. See docs/django.md,
+"How a saga runs".
 """
 
 from __future__ import annotations

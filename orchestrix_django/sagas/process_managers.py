@@ -1,85 +1,9 @@
 """Process managers: event-driven sagas, started and advanced by events, that issue commands.
 
-A :class:`DjangoSaga` is *orchestrated*: it calls its steps one after the
-other. A process manager *reacts*: it is started by an event, waits (without
-holding a worker) for the next events of the same business process, sends
-commands in response, and gives up when an awaited event does not come in
-time::
-
-    orders = ProcessManager("order-process")  # correlated by the events' correlation_id
-
-    @orders.starts(OrderPlaced)
-    def placed(process: Process, event: OrderPlaced) -> None:
-        process.data["order_id"] = event.order_id
-        process.send(ChargeCard(order_id=event.order_id, amount=event.amount))
-        process.schedule("payment", timedelta(minutes=30))
-
-    @orders.on(PaymentReceived)
-    def paid(process: Process, event: PaymentReceived) -> None:
-        process.cancel("payment")
-        process.send(ShipOrder(order_id=process.data["order_id"]))
-        process.complete()
-
-    @orders.on_timeout("payment")
-    def unpaid(process: Process) -> None:
-        process.send(CancelOrder(order_id=process.data["order_id"]))
-        process.fail("payment not received in time")
-
-List it in ``ORCHESTRIX["PROJECTIONS"]``: a process manager **is** a
-:class:`~orchestrix_django.projections.definition.DjangoProjection` whose "read model" is
-the state of its processes. It is advanced by the projection runners (the
-Celery wake-ups after each commit, the periodic catch-up, ``orchestrix_run``),
-from its checkpoint in the global log, so it inherits their guarantees: every
-event is handled once, in log order; a handler's writes, the process's state
-and the checkpoint commit in one transaction, so a crash neither loses nor
-repeats an event; a failing handler is retried, then parked or stops the
-manager, as for any projection.
-
-**Correlation.** An event belongs to the process whose key ``key(event)``
-returns: by default the event's ``correlation_id`` (give a function to use a
-field, e.g. ``key=lambda event: event.order_id``). Events without a key are
-ignored. A ``starts`` event creates the process when it does not exist (and
-is handled like an ``on`` event when it does); an ``on`` event for a process
-that does not exist, or has finished, is ignored.
-
-**State.** Each process is a row of the saga table (``saga_id`` is
-``"<process type>:<key>"``, ``saga_type`` the process type, ``correlation_id``
-the correlation id of the event that started it), so the saga admin pages
-show it: ``kwargs`` holds ``{"key", "data", "deadlines"}`` and ``steps``
-one record per handled event or deadline, with the types of the commands sent.
-``process.data`` must hold values the Orchestrix codec stores.
-
-**Commands.** ``process.send(command)`` dispatches the command, after the
-handler returned, to the one handler subscribed to its class on the Django
-message bus (:func:`orchestrix_django.bus.get_bus`: register command handlers
-with a module of ``ORCHESTRIX["MODULES"]``, ``bus.subscribe(ChargeCard,
-handler.handle)``). It runs in the handler's transaction: a command handler
-that appends events to the event store commits them together with the
-process's state and checkpoint (exactly once); one that calls external
-systems may be called again after a crash, so it must be idempotent (the
-command's ``id`` is stable for its process step only within one attempt:
-key external calls by ``process.process_id`` and what the step does). A
-command without correlation ids gets those of the event that triggered it.
-
-**Deadlines.** ``process.schedule(name, delay_or_moment)`` sets a named
-deadline, ``process.cancel(name)`` removes it. Deadlines are stored with the
-process (the earliest in ``SagaStateRecord.deadline``), so they survive any
-restart. The periodic sweep (``orchestrix.sweep_sagas`` or
-``orchestrix_run``) calls :func:`fire_due_timeouts`: for each due deadline, the
-``on_timeout(name)`` handler runs (without one the process fails), in one
-transaction with the process's new state and its commands, under the
-manager's projection lock (so it never races an event handler of the same
-manager). Completing or failing a process cancels its deadlines.
-
-**Start position.** Like any projection, a process manager reads the log from
-its beginning the first time it runs. Pass ``since=<datetime>`` to ignore
-older events (a manager added to a system with history). Resetting a process
-manager (a replay) is refused unless ``allow_reset=True``, since replaying
-would send every command again; with it, a reset deletes its processes.
-
-**Observability.** Processes started, completed and failed are reported as
-sagas (``orchestrix.sagas.*`` with the process type), each handled event and
-deadline as a step latency.
+A :class:`ProcessManager` is a projection whose read model is the state of
+its processes (rows of the saga table): its handlers react to events, send
+commands and schedule deadlines, which the periodic sweep fires. See
+docs/django.md, "Process managers".
 """
 
 from __future__ import annotations
@@ -107,10 +31,10 @@ from orchestrix.core.messaging.message import Command, Event
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.projections.definition import DjangoProjection, FailureMode
 from orchestrix_django.projections.registry import projections
+from orchestrix_django.sagas.state import DeadlineStore
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.faults import is_database_fault
 from orchestrix_django.storage.projection_state import DjangoProjectionStateStore
-from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 
 __all__ = [
     "CommandDispatchError",
@@ -257,23 +181,16 @@ class Process:
         return f"<Process {self.process_id} {self._status.value}>"
 
 
-class _ProcessStore(DjangoSagaStateStore):
-    """The saga table, also writing a process's earliest deadline to its ``deadline`` column."""
+class _ProcessStore(DeadlineStore):
+    """The saga table, its ``deadline`` column holding a process's earliest deadline."""
 
-    def save(self, state: SagaState) -> SagaState:
-        """Save ``state`` and its earliest pending deadline, in one transaction."""
+    def deadline_of(self, state: SagaState) -> datetime | None:
+        """The earliest pending deadline of a running process."""
         deadlines = state.kwargs.get("deadlines") or {}
-        deadline = (
-            min(deadlines.values())
-            if deadlines and state.status is SagaStatus.IN_PROGRESS
-            else None
-        )
-        with transaction.atomic(using=self.using):
-            saved = super().save(state)
-            self._records().filter(saga_id=state.saga_id, version=saved.version).update(
-                deadline=deadline
-            )
-        return saved
+        if deadlines and state.status is SagaStatus.IN_PROGRESS:
+            earliest: datetime = min(deadlines.values())
+            return earliest
+        return None
 
 
 class ProcessManager(DjangoProjection):

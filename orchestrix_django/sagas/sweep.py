@@ -1,39 +1,172 @@
-"""The saga sweep, and the in-process saga runner of ``orchestrix_run``.
+"""The saga sweep (work no message asks for) and the in-process saga runner of ``orchestrix_run``.
 
-:func:`sweep` is one pass of the work no message asks for: it times out
-overdue sagas (:func:`~orchestrix_django.sagas.runner.expire_overdue_sagas`), fires
-the due deadlines of process managers
-(:func:`~orchestrix_django.sagas.process_managers.fire_due_timeouts`) and resumes
-unfinished sagas that nobody runs (:func:`~orchestrix_django.sagas.runner.resume_sagas`).
-The Celery task ``orchestrix.sweep_sagas`` runs it with ``inline=False`` (the
-sagas themselves go to ``orchestrix.run_saga`` tasks); the embedded runner
-runs it with ``inline=True``, executing the sagas in its own thread.
-
-:class:`EmbeddedSagaRunner` is that thread: ``orchestrix_run`` starts it next
-to the projection runner when ``ORCHESTRIX["SAGAS"]`` (or a process manager)
-is configured, so that, without a broker, sagas started anywhere
-(``WAKE_UP = "none"``: :meth:`DjangoSaga.start` only stores them) are run
-within ``POLL_INTERVAL`` seconds, and their deadlines are kept. Stopping it
-lets the saga in hand finish its current step; the saga is left resumable.
+:func:`sweep` times out overdue sagas, fires the due deadlines of process
+managers and resumes unfinished sagas nobody runs. The Celery task
+``orchestrix.sweep_sagas`` runs it with ``inline=False`` (the sagas go to
+``orchestrix.run_saga`` tasks); :class:`EmbeddedSagaRunner`, the thread
+``orchestrix_run`` starts, with ``inline=True``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.db import connections
 
+from orchestrix.core.execution.saga import SagaStatus
+from orchestrix_django.models import SagaStateRecord
+from orchestrix_django.sagas.deadlines import now as current_time
+from orchestrix_django.sagas.dispatch import dispatch_saga, enqueue_saga
+from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
 from orchestrix_django.sagas.process_managers import fire_due_timeouts, process_managers
-from orchestrix_django.sagas.runner import expire_overdue_sagas, resume_sagas, sagas
+from orchestrix_django.sagas.registry import get_saga, sagas
+from orchestrix_django.sagas.runner import run_saga_logged
 from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.configured import configured_observability
 from orchestrix_django.storage.faults import FaultComponent, FaultRetry, drop_broken_connections
+from orchestrix_django.wakeup import celery_wake_up
 
-__all__ = ["EmbeddedSagaRunner", "has_saga_work", "sweep"]
+__all__ = [
+    "UNFINISHED",
+    "EmbeddedSagaRunner",
+    "SweepAction",
+    "expire_overdue_sagas",
+    "has_saga_work",
+    "no_outcome",
+    "resume_sagas",
+    "sweep",
+]
 
 logger = logging.getLogger("orchestrix.runner")
+
+
+class SweepAction(StrEnum):
+    """What a sweep did to a saga: the keys of its outcome."""
+
+    TIMED_OUT = "timed_out"
+    DEADLINES = "deadlines"
+    RESUMED = "resumed"
+
+
+def no_outcome() -> dict[str, list[str]]:
+    """The outcome of a sweep that did nothing."""
+    return {action.value: [] for action in SweepAction}
+
+
+#: Saga statuses a runner still has work for.
+UNFINISHED = (SagaStatus.PENDING, SagaStatus.IN_PROGRESS, SagaStatus.COMPENSATING)
+
+
+def _overdue(now: datetime, using: str, limit: int) -> list[tuple[str, str]]:
+    types = list(sagas())
+    if not types:
+        return []
+    rows = (
+        SagaStateRecord.objects.using(using)
+        .filter(
+            deadline__lte=now,
+            saga_type__in=types,
+            status__in=[SagaStatus.PENDING.value, SagaStatus.IN_PROGRESS.value],
+        )
+        .order_by("deadline")
+        .values_list("saga_id", "saga_type")[:limit]
+    )
+    return list(rows)
+
+
+def expire_overdue_sagas(
+    *,
+    now: datetime | None = None,
+    using: str | None = None,
+    inline: bool | None = None,
+    limit: int = 100,
+) -> list[str]:
+    """Time out the configured sagas whose deadline has passed and that nobody runs.
+
+    Each is timed out under its run lock (``on_timeout``, the late step
+    failed, COMPENSATING; a PENDING one ends FAILED), then compensated:
+    in this thread when ``inline`` (default: unless ``WAKE_UP`` is
+    ``"celery"``), else by a ``orchestrix.run_saga`` task. Sagas a runner holds
+    are left to it (it notices the deadline itself). Returns the ids timed out.
+    """
+    alias = using or str(orchestrix_settings.DATABASE)
+    now = now or current_time()
+    if inline is None:
+        inline = not celery_wake_up()
+    expired: list[str] = []
+    for saga_id, saga_type in _overdue(now, alias, limit):
+        definition = get_saga(saga_type)
+        lock = SagaRunLock(saga_id, alias)
+        if not lock.acquire():
+            continue
+        try:
+            run = definition.fresh(saga_id)
+            stored = run.run_store.load(saga_id)
+            reason = run.deadline_rules.missed(stored, now) if stored is not None else None
+            if reason is None:
+                continue  # it moved on since the query
+            timed_out = run.time_out(saga_id, reason)
+        finally:
+            lock.release()
+        expired.append(saga_id)
+        if timed_out is not None and not timed_out.is_finished:
+            if inline:
+                run_saga_logged(saga_id, alias, None)
+            else:
+                dispatch_saga(saga_id, using=alias)
+    return expired
+
+
+def resume_sagas(
+    *,
+    older_than: float = 0.0,
+    using: str | None = None,
+    inline: bool | None = None,
+    limit: int = 100,
+    should_stop: Callable[[], bool] | None = None,
+    exclude: Collection[str] = (),
+) -> list[str]:
+    """Resume the configured sagas that are unfinished, not running, and idle for ``older_than`` s.
+
+    PENDING sagas never picked up, and IN_PROGRESS or COMPENSATING ones whose
+    runner died, oldest first, except the ids in ``exclude``. ``inline``
+    (default: unless ``WAKE_UP`` is ``"celery"``): run them here, one after
+    the other, until ``should_stop()``; else send one ``orchestrix.run_saga``
+    task each. Returns the ids resumed.
+    """
+    alias = using or str(orchestrix_settings.DATABASE)
+    if inline is None:
+        inline = not celery_wake_up()
+    types = list(sagas())
+    if not types:
+        return []
+    idle_since = current_time() - timedelta(seconds=older_than)
+    candidates = (
+        SagaStateRecord.objects.using(alias)
+        .filter(
+            saga_type__in=types,
+            status__in=[status.value for status in UNFINISHED],
+            updated_at__lte=idle_since,
+        )
+        .order_by("updated_at")
+        .values_list("saga_id", flat=True)[:limit]
+    )
+    resumed: list[str] = []
+    for saga_id in list(candidates):
+        if should_stop is not None and should_stop():
+            break
+        if saga_id in exclude or saga_is_running(saga_id, alias):
+            continue
+        resumed.append(saga_id)
+        if inline:
+            run_saga_logged(saga_id, alias, should_stop)
+        else:
+            enqueue_saga(saga_id, using=alias)
+    return resumed
 
 
 def has_saga_work() -> bool:
@@ -53,15 +186,15 @@ def sweep(
     (with Celery, a fresh saga's message is usually on its way). A saga
     timed out in this pass is not resumed in it too: it was run or sent already.
     """
-    outcome: dict[str, list[str]] = {"timed_out": [], "deadlines": [], "resumed": []}
-    outcome["timed_out"] = expire_overdue_sagas(inline=inline)
-    outcome["deadlines"] = fire_due_timeouts()
+    outcome = no_outcome()
+    timed_out = outcome[SweepAction.TIMED_OUT] = expire_overdue_sagas(inline=inline)
+    outcome[SweepAction.DEADLINES] = fire_due_timeouts()
     if should_stop is None or not should_stop():
-        outcome["resumed"] = resume_sagas(
+        outcome[SweepAction.RESUMED] = resume_sagas(
             older_than=resume_after,
             inline=inline,
             should_stop=should_stop,
-            exclude=frozenset(outcome["timed_out"]),
+            exclude=frozenset(timed_out),
         )
     return outcome
 
@@ -112,10 +245,10 @@ class EmbeddedSagaRunner:
                 self.errors += 1
                 logger.exception("the saga sweep failed; tried again in %s s", self.poll_interval)
                 drop_broken_connections()
-            return {"timed_out": [], "deadlines": [], "resumed": []}
+            return no_outcome()
         self._faults.succeeded()
-        self.ran += len(set(outcome["timed_out"]) | set(outcome["resumed"]))
-        self.fired += len(outcome["deadlines"])
+        self.ran += len(set(outcome[SweepAction.TIMED_OUT]) | set(outcome[SweepAction.RESUMED]))
+        self.fired += len(outcome[SweepAction.DEADLINES])
         if self.on_pass is not None:
             self.on_pass(outcome)
         return outcome

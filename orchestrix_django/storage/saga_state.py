@@ -31,10 +31,11 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.storage.configured import DatabaseBound
 
-__all__ = ["DjangoAsyncSagaStateStore", "DjangoSagaStateStore"]
+__all__ = ["SAGA_STATE_FIELDS", "DjangoAsyncSagaStateStore", "DjangoSagaStateStore"]
 
-#: The columns a save writes (``deadline`` is managed elsewhere and left alone).
-_STATE_COLUMNS = (
+#: The fields of a saga row that hold its ``SagaState`` (``SagaState.to_dict`` keys).
+SAGA_STATE_FIELDS = (
+    "saga_id",
     "saga_type",
     "status",
     "current_step",
@@ -46,7 +47,11 @@ _STATE_COLUMNS = (
     "trace_id",
     "created_at",
     "updated_at",
+    "version",
 )
+
+#: The columns a save writes (``deadline`` is managed elsewhere and left alone).
+_STATE_COLUMNS = tuple(name for name in SAGA_STATE_FIELDS if name not in ("saga_id", "version"))
 
 
 class DjangoSagaStateStore(DatabaseBound):

@@ -67,15 +67,15 @@ def _importable_root(path: str) -> bool:
 
 
 def _orchestrix_task_names() -> set[str]:
-    from orchestrix_django import saga_tasks, tasks
+    from orchestrix_django import tasks
 
     return {
         task.name
         for task in (
             tasks.advance_projection,
             tasks.catch_up_projections,
-            saga_tasks.run_saga_task,
-            saga_tasks.sweep_sagas,
+            tasks.run_saga_task,
+            tasks.sweep_sagas,
         )
     }
 

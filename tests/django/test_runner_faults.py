@@ -36,8 +36,8 @@ from orchestrix_django.projections import (
     projection_status,
     reset_projection,
 )
+from orchestrix_django.sagas import run_saga
 from orchestrix_django.sagas.locks import PG_NAMESPACE, _mysql_name, _pg_key
-from orchestrix_django.sagas.runner import run_saga
 from orchestrix_django.storage.dead_letters import DjangoDeadLetterQueue
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.faults import FaultKind, fault_kind, is_database_fault
@@ -276,9 +276,8 @@ def test_the_periodic_tasks_and_the_sweep_note_a_locked_database_and_fail_nothin
     """The Celery periodic catch-up, the Celery sweep and the embedded sweep meet a lock."""
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's own lock")
-    from orchestrix_django.saga_tasks import sweep_sagas
     from orchestrix_django.sagas.sweep import EmbeddedSagaRunner
-    from orchestrix_django.tasks import catch_up_projections
+    from orchestrix_django.tasks import catch_up_projections, sweep_sagas
 
     nothing: dict[str, list[str]] = {"timed_out": [], "deadlines": [], "resumed": []}
     sweeper = EmbeddedSagaRunner(poll_interval=1.0)

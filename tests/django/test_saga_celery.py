@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrix.core.execution.saga import SagaState, SagaStatus
-from orchestrix.core.execution.saga_state import StepStatus
-from orchestrix_django.sagas.runner import start_saga
+from orchestrix.core.execution.saga import SagaState, SagaStatus, StepStatus
+from orchestrix_django.sagas import start_saga
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.test_celery_projections import Worker, all_logs, queued, running

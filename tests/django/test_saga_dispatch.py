@@ -21,12 +21,11 @@ from orchestrix.core.execution.saga import InMemorySagaStateStore, Saga, SagaSta
 from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix_django.celery import SWEEP_ENTRY, saga_beat_schedule
 from orchestrix_django.models import SagaStateRecord
-from orchestrix_django.saga_tasks import run_saga_task, sweep_sagas
+from orchestrix_django.sagas import DjangoSaga, start_saga
 from orchestrix_django.sagas.locks import SagaRunLock
-from orchestrix_django.sagas.runner import DjangoSaga, start_saga
 from orchestrix_django.sagas.sweep import EmbeddedSagaRunner
 from orchestrix_django.storage.saga_state import DjangoSagaStateStore
-from orchestrix_django.tasks import current_ids
+from orchestrix_django.tasks import current_ids, run_saga_task, sweep_sagas
 from tests.celery_app import app as celery_app
 from tests.django.test_celery_projections import queued
 from tests.django.testapp.models import SagaStepCall

@@ -28,8 +28,7 @@ from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep
 from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix.core.messaging.message import Command
 from orchestrix_django.models import EventRecord, SagaStateRecord
-from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
-from orchestrix_django.sagas.runner import (
+from orchestrix_django.sagas import (
     DjangoSaga,
     current_saga,
     expire_overdue_sagas,
@@ -39,6 +38,7 @@ from orchestrix_django.sagas.runner import (
     sagas,
     start_saga,
 )
+from orchestrix_django.sagas.locks import SagaRunLock, saga_is_running
 from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.testapp import modules as testapp_modules
 from tests.django.testapp.models import SagaStepCall

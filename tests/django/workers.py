@@ -155,7 +155,7 @@ def _retrying(action: Any, stats: dict[str, int], give_up_after: float = 60.0) -
 def _soak_write(args: dict[str, Any]) -> dict[str, Any]:
     from orchestrix.core.common.exceptions import ConcurrencyError
     from orchestrix.core.messaging.message import Event
-    from orchestrix_django.sagas.runner import start_saga
+    from orchestrix_django.sagas import start_saga
     from orchestrix_django.storage.events import DjangoEventStore
     from tests.django.testapp.events import AccountOpened, MoneyDeposited
 

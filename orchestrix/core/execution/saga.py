@@ -15,10 +15,10 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrix.core.common.clock import utc_now
 from orchestrix.core.common.exceptions import ConcurrencyError, SagaError
@@ -37,7 +37,7 @@ from orchestrix.core.execution.saga_state import (
     StepStatus,
     SyncSagaStateStore,
 )
-from orchestrix.core.execution.step_arguments import _CallPlan
+from orchestrix.core.execution.step_arguments import CallPlan, is_coroutine_callable
 from orchestrix.infrastructure.memory.saga_state import InMemorySagaStateStore
 
 # SagaState, SagaStatus, SagaStateStore and InMemorySagaStateStore are
@@ -52,6 +52,20 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def _run_without_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to its end in this thread; it must never suspend (all it calls is sync)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        result: _T = finished.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a saga run without an event loop awaited something that suspends")
+
 
 #: Runs a sync callable somewhere an event loop may wait for it (a thread, say).
 SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -145,14 +159,15 @@ class Saga:
         self._default_saga_id = saga_id
         self._run_sync = run_sync
         # Signatures are read once, here, so that a bad step fails fast.
-        self._action_plans = {step.name: _CallPlan.of(step.action) for step in self.steps}
+        self._action_plans = {step.name: CallPlan.of(step.action) for step in self.steps}
         self._compensation_plans = {
-            step.name: _CallPlan.of(step.compensation)
+            step.name: CallPlan.of(step.compensation)
             for step in self.steps
             if step.compensation is not None
         }
         self._state: SagaState | None = None
         self._executing = False
+        self._blocking_calls = False
 
     # -- public API -----------------------------------------------------------
 
@@ -237,6 +252,36 @@ class Saga:
         ``Exception`` (cancellation, ``KeyboardInterrupt``) propagates and
         leaves the persisted state resumable.
         """
+        return await self._execute_stored(kwargs)
+
+    def initialize_sync(
+        self,
+        saga_id: str | None = None,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        trace_id: str | None = None,
+    ) -> SagaState:
+        """:meth:`initialize` in this thread, without an event loop (a sync state store)."""
+        if self._executing:
+            raise SagaError("cannot initialize a saga while it is executing")
+        with self._blocking():
+            return _run_without_loop(
+                self._initialize(saga_id, correlation_id, causation_id, trace_id)
+            )
+
+    def execute_sync(self, **kwargs: Any) -> SagaState:
+        """:meth:`execute` in this thread, without an event loop.
+
+        For sync steps, compensations and state store, called inline (``run_sync``
+        is not used); retry delays sleep in this thread. Anything async is a
+        ``TypeError`` before the saga runs.
+        """
+        with self._blocking():
+            return _run_without_loop(self._execute_stored(kwargs))
+
+    async def _execute_stored(self, kwargs: dict[str, Any]) -> SagaState:
+        """:meth:`execute`, from the stored state."""
         if self._executing:
             raise SagaError(f"saga {self.saga_id!r} is already executing")
         self._executing = True
@@ -252,6 +297,24 @@ class Saga:
             return await self._execute(kwargs)
         finally:
             self._executing = False
+
+    @contextlib.contextmanager
+    def _blocking(self) -> Iterator[None]:
+        """Call everything inline while the block runs; refuse async steps and stores."""
+        plans = [*self._action_plans.values(), *self._compensation_plans.values()]
+        found: list[Any] = [plan.func for plan in plans if plan.is_coroutine]
+        if any(is_coroutine_callable(getattr(self.state_store, name)) for name in ("save", "load")):
+            found.append(self.state_store)
+        if found:
+            raise TypeError(
+                f"saga {self.saga_type!r}: running without an event loop needs sync steps, "
+                f"compensations and state store, got {found!r}"
+            )
+        self._blocking_calls = True
+        try:
+            yield
+        finally:
+            self._blocking_calls = False
 
     def is_fault(self, error: BaseException) -> bool:
         """Whether ``error`` is a fault of the infrastructure rather than of the step.
@@ -428,7 +491,7 @@ class Saga:
     async def _attempt(
         self,
         step: SagaStep,
-        plan: _CallPlan,
+        plan: CallPlan,
         kind: _Call,
         overrides: Mapping[str, Any],
         attempt: int,
@@ -472,10 +535,10 @@ class Saga:
             span.set_attribute("saga.trace_id", state.trace_id)
         return span
 
-    async def _call(self, plan: _CallPlan, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    async def _call(self, plan: CallPlan, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if plan.is_coroutine:
             return await plan.func(*args, **kwargs)
-        if self._run_sync is not None:
+        if self._run_sync is not None and not self._blocking_calls:
             result = await self._run_sync(functools.partial(plan.func, *args, **kwargs))
         else:
             result = plan.func(*args, **kwargs)
@@ -483,9 +546,11 @@ class Saga:
             result = await result
         return result
 
-    @staticmethod
-    async def _sleep(delay: float) -> None:
-        await asyncio.sleep(max(delay, 0.0))
+    async def _sleep(self, delay: float) -> None:
+        if self._blocking_calls:  # no event loop runs: block this thread
+            time.sleep(max(delay, 0.0))  # noqa: ASYNC251
+        else:
+            await asyncio.sleep(max(delay, 0.0))
 
     # -- state and store --------------------------------------------------------
 
@@ -528,7 +593,7 @@ class Saga:
         method = getattr(self.state_store, name)
         if inspect.iscoroutinefunction(method):
             return await method(*args)
-        if self._run_sync is not None:
+        if self._run_sync is not None and not self._blocking_calls:
             result = await self._run_sync(functools.partial(method, *args))
         else:
             result = method(*args)

@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["_CallPlan"]
+__all__ = ["CallPlan"]
 
 
-def _is_coroutine_callable(func: Callable[..., Any]) -> bool:
+def is_coroutine_callable(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` returns a coroutine (coroutine function or such a ``__call__``)."""
     if inspect.iscoroutinefunction(func):
         return True
     # A callable object with an ``async def __call__``.
@@ -25,7 +26,7 @@ def _is_coroutine_callable(func: Callable[..., Any]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class _CallPlan:
+class CallPlan:
     """Which arguments a callable takes, worked out once from its signature."""
 
     func: Callable[..., Any]
@@ -36,16 +37,16 @@ class _CallPlan:
     signature_known: bool
 
     @classmethod
-    def of(cls, func: Callable[..., Any]) -> _CallPlan:
+    def of(cls, func: Callable[..., Any]) -> CallPlan:
         try:
             parameters = inspect.signature(func).parameters.values()
         except (TypeError, ValueError):
             # No introspectable signature (some builtins): pass the saga kwargs.
-            return cls(func, _is_coroutine_callable(func), (), (), True, False)
+            return cls(func, is_coroutine_callable(func), (), (), True, False)
         kinds = inspect.Parameter
         return cls(
             func=func,
-            is_coroutine=_is_coroutine_callable(func),
+            is_coroutine=is_coroutine_callable(func),
             positional_only=tuple(p.name for p in parameters if p.kind is kinds.POSITIONAL_ONLY),
             keywords=tuple(
                 p.name

@@ -54,7 +54,7 @@ from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
 
-#: Saga statuses whose deadline still matters (as in orchestrix_django.sagas.runner).
+#: Saga statuses whose deadline still matters (as in orchestrix_django.sagas.deadlines).
 _DEADLINE_STATUSES = (SagaStatus.PENDING.value, SagaStatus.IN_PROGRESS.value)
 
 #: The longest last error shown in the table (``--json`` has all of it).

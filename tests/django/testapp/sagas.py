@@ -43,8 +43,8 @@ from orchestrix.core.eventsourcing.event_store import EventStore
 from orchestrix.core.execution.saga import Saga, SagaStep
 from orchestrix.core.messaging.message import Command, Event
 from orchestrix.core.messaging.message_bus import MessageBus
+from orchestrix_django.sagas import DjangoSaga, current_saga
 from orchestrix_django.sagas.process_managers import Process, ProcessManager
-from orchestrix_django.sagas.runner import DjangoSaga, current_saga
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.saga_state import DjangoSagaStateStore
 from tests.django.testapp.models import SagaStepCall

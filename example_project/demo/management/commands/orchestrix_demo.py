@@ -51,8 +51,7 @@ from orchestrix_django.projections import (
     projection_status,
     projections,
 )
-from orchestrix_django.sagas.runner import resume_sagas, sagas
-from orchestrix_django.sagas.sweep import EmbeddedSagaRunner
+from orchestrix_django.sagas import EmbeddedSagaRunner, resume_sagas, sagas
 from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["Command"]
