@@ -21,6 +21,7 @@ from orchestrix.infrastructure.memory import InMemoryAsyncEventStore, InMemoryEv
 class TillOpened(Event):
     """A till is opened (these events' types are their class names)."""
 
+
 @dataclass(frozen=True, kw_only=True)
 class CashCounted(Event):
     amount: int

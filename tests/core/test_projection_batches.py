@@ -52,7 +52,7 @@ def engine(window: int = 10_000) -> tuple[ProjectionEngine, list[str]]:
 
 def test_a_repeated_position_in_a_batch_moves_the_checkpoint_once() -> None:
     projection, _ = engine()
-    batch = [at(1, scanned("A")), at(2, scanned("B")), at(2, scanned("B again")), at(3, scanned("C"))]
+    batch = [at(1, scanned("A")), at(2, scanned("B")), at(2, scanned("B2")), at(3, scanned("C"))]
     assert run(projection.mark_applied(batch)) == 3
     state = projection.get_state()
     assert (state.last_processed_position, state.events_processed) == (3, 3)
