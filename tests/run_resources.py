@@ -73,8 +73,8 @@ def redis_url() -> str:
     given = os.environ.get(REDIS_URL_ENV)
     if given:
         # Keep runs that choose off it too (its holder may be the process that chose it).
-        database = given.rstrip("/").rpartition("/")[2]
-        if given.startswith(REDIS_SERVER) and database.isdigit():
+        server, _, database = given.rpartition("/")
+        if server == REDIS_SERVER and database.isdigit():
             with contextlib.suppress(OSError):
                 _lock(int(database))
         return given
