@@ -6,7 +6,7 @@ files, their saga-lock files, or the Redis database the Celery tests flush.
 * The folder: ``ORCHESTRIX_TEST_RUN_DIR``, else a new temporary folder,
   removed when the process that made it exits.
 * The Redis database: ``ORCHESTRIX_TEST_REDIS_URL``, else the first of
-  databases 15 down to 1 on ``redis://127.0.0.1:6379`` whose lock file
+  databases 1 to 15 on ``redis://127.0.0.1:6379`` whose lock file
   (in the temporary folder) no other process holds; the lock is held until
   this process exits.
 
@@ -29,8 +29,8 @@ __all__ = ["REDIS_URL_ENV", "RUN_DIR_ENV", "redis_url", "redis_url_chosen_here",
 RUN_DIR_ENV = "ORCHESTRIX_TEST_RUN_DIR"
 REDIS_URL_ENV = "ORCHESTRIX_TEST_REDIS_URL"
 REDIS_SERVER = "redis://127.0.0.1:6379"
-#: The Redis databases a run may choose, most preferred first (0 is left to other software).
-REDIS_DATABASES = range(15, 0, -1)
+#: The Redis databases a run may choose, in order (0 is left to other software).
+REDIS_DATABASES = range(1, 16)
 
 #: Lock files this process holds, open for its lifetime (closing one releases its lock).
 _held: list[IO[str]] = []
@@ -85,7 +85,7 @@ def redis_url() -> str:
             _chosen_here.append(url)
             return url
     raise RuntimeError(
-        f"every Redis database {REDIS_DATABASES.stop + 1}-{REDIS_DATABASES.start} of "
+        f"every Redis database {REDIS_DATABASES.start}-{REDIS_DATABASES.stop - 1} of "
         f"{REDIS_SERVER} is taken by another test run; set {REDIS_URL_ENV} to choose one"
     )
 
