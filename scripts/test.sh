@@ -360,7 +360,7 @@ for version in $ORCHESTRIX_TEST_PYTHONS; do
         django="$(django_version "$venv/bin/python")"
         echo "Python $version, Django $django"
     else
-        "$venv/bin/python" "${PIP_INSTALL[@]}" pytest hypothesis -e . \
+        "$venv/bin/python" "${PIP_INSTALL[@]}" pytest pytest-timeout hypothesis -e . \
             || die "installing the project into $venv failed"
         django=""
         echo "Python $version, core tests only"

@@ -1,7 +1,7 @@
 """The Celery app of the test suite, configured as a project's ``proj/celery.py`` would be.
 
-Broker: the Redis of ``ORCHESTRIX_TEST_REDIS_URL`` (``redis://127.0.0.1:6379/15``
-by default; the Django cache of tests/settings.py uses the same database).
+Broker: the Redis database of the test run (``ORCHESTRIX_TEST_REDIS_URL``, see
+tests/run_resources.py; the Django cache of tests/settings.py uses the same one).
 Late acknowledgement, one message prefetched per worker, JSON only, no
 results. ``ORCHESTRIX_TEST_VISIBILITY_TIMEOUT`` (seconds, default 10) is how
 long the message of a killed worker waits before Redis hands it out again;
@@ -25,10 +25,11 @@ from typing import Any
 from celery import Celery
 
 from orchestrix_django.celery import beat_schedule, saga_beat_schedule
+from tests.run_resources import redis_url
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-REDIS_URL = os.environ.get("ORCHESTRIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url()
 VISIBILITY_TIMEOUT = float(os.environ.get("ORCHESTRIX_TEST_VISIBILITY_TIMEOUT", "10"))
 
 app = Celery("orchestrix_tests", include=["orchestrix_django.tasks"])

@@ -5,14 +5,18 @@ The database comes from ``ORCHESTRIX_TEST_DB`` (``sqlite`` by default,
 per database listed in ``ORCHESTRIX_TEST_DATABASES``. Server addresses can be
 changed with ``ORCHESTRIX_PG_HOST``/``_PORT``/``_USER`` and
 ``ORCHESTRIX_MYSQL_HOST``/``_PORT``/``_USER``/``_PASSWORD``. Redis, the Celery
-broker and cache, must run too: ``ORCHESTRIX_TEST_REDIS_URL`` (default
-``redis://127.0.0.1:6379/15``).
+broker and cache, must run too: ``ORCHESTRIX_TEST_REDIS_URL``, by default a
+database of ``redis://127.0.0.1:6379`` that no other run on this machine holds
+(tests/run_resources.py). The SQLite databases and their saga-lock files live in
+the run's folder (``ORCHESTRIX_TEST_RUN_DIR``, by default a temporary folder
+removed at the end); a relative ``ORCHESTRIX_TEST_DB_NAME`` names a file there.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+
+from tests.run_resources import redis_url, run_dir
 
 DB = os.environ.get("ORCHESTRIX_TEST_DB", "sqlite")
 
@@ -62,12 +66,15 @@ STATIC_URL = "/static/"
 if DB == "sqlite":
     # A file, not memory: tests with several threads or processes need real
     # connections to one database.
-    _path = os.path.join(tempfile.gettempdir(), f"orchestrix-test-{os.getpid()}.sqlite3")
+    # In the run's folder, so are the saga-lock files next to them (``<database>.saga-locks``).
+    _path = os.path.join(run_dir(), "orchestrix-test.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _path,
-            "TEST": {"NAME": os.environ.get("ORCHESTRIX_TEST_DB_NAME", _path)},
+            "TEST": {
+                "NAME": os.path.join(run_dir(), os.environ.get("ORCHESTRIX_TEST_DB_NAME", _path))
+            },
             # Django's default (deferred) transactions: the store must cope with them.
             "OPTIONS": {"timeout": 30},
         }
@@ -158,8 +165,8 @@ if os.environ.get("ORCHESTRIX_TEST_PROCESS_MANAGERS"):
 
 # Redis is a required service of the Django tests: the Celery broker
 # (tests/celery_app.py) and the cache the wake-up markers live in. A database
-# of its own (15 by default), which the Celery tests flush.
-TEST_REDIS_URL = os.environ.get("ORCHESTRIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# of this run's own (tests/run_resources.py), which the Celery tests flush.
+TEST_REDIS_URL = redis_url()
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

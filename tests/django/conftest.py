@@ -10,6 +10,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests.run_resources import redis_url_chosen_here
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _database_server_reachable(django_db_blocker: Any) -> None:
@@ -47,6 +49,24 @@ def _redis_reachable() -> None:
             returncode=3,
         )
     finally:
+        client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_database_of_this_run(_redis_reachable: None) -> Iterator[None]:
+    """Empty the Redis database this run chose (tests/run_resources.py) before and after it.
+
+    A database given in ``ORCHESTRIX_TEST_REDIS_URL`` is left as it is.
+    """
+    if not redis_url_chosen_here():
+        yield
+        return
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    client.flushdb()
+    try:
+        yield
+    finally:
+        client.flushdb()
         client.close()
 
 

@@ -20,6 +20,7 @@ from orchestrix.core.eventsourcing.event_store import StoredEvent
 from orchestrix_django.models import EventRecord
 from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp.events import MoneyDeposited
+from tests.django.waiting import watching_locks
 from tests.django.worker_pool import run_workers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,9 +104,10 @@ def test_an_append_that_waited_for_the_lock_sees_what_the_holder_committed() -> 
     store = DjangoEventStore()
     with open_append(store, "waited") as errors:
         # No expected version: B appends at the end, whatever that is then.
-        writer_b = threading.Thread(target=append_one, args=(store, "waited", errors))
+        append_b, b_waits = watching_locks(lambda: append_one(store, "waited", errors))
+        writer_b = threading.Thread(target=append_b)
         writer_b.start()
-        time.sleep(0.5)  # B is waiting for the lock now
+        b_waits("B waits for A's append lock")
     writer_b.join(30)
     assert not errors, errors
     assert [r.version for r in store.iter_stream("waited")] == [1, 2]

@@ -32,6 +32,7 @@ from orchestrix_django.storage.projection_state import (
     DjangoProjectionStateStore,
     StoredProjectionState,
 )
+from tests.django.waiting import watching_locks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -229,8 +230,9 @@ def test_a_second_locker_waits_until_the_first_commits(existing: bool) -> None:
 
     first_thread, first_errors = in_thread(first)
     assert first_locked.wait(30)
-    second_thread, second_errors = in_thread(second)
-    time.sleep(1.0)
+    watched_second, second_waits = watching_locks(second)
+    second_thread, second_errors = in_thread(watched_second)
+    second_waits("the second locker waits for the first one's lock")
     assert second_locked_at == [], "the second locker got in while the first held the lock"
     release_first.set()
     first_thread.join(30)

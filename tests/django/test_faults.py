@@ -8,7 +8,6 @@ come from the database, never from the writers' clocks.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.test_concurrency import open_append
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 from tests.django.testapp.models import AppliedEvent
+from tests.django.waiting import watching_locks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,9 +134,10 @@ def test_a_save_cut_while_it_waits_for_the_append_lock_stores_nothing(
             connections.close_all()
 
     with open_append(store, new_stream("holder")) as holder_errors:
-        thread = threading.Thread(target=writer)
+        watched_writer, writer_waits = watching_locks(writer)
+        thread = threading.Thread(target=watched_writer)
         thread.start()
-        time.sleep(0.5)  # the writer is waiting for the lock now
+        writer_waits("the writer waits for the open append's lock")
         assert thread.is_alive() and backend
         cut(backend[0])
         thread.join(30)

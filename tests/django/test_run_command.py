@@ -28,7 +28,7 @@ from django.db import OperationalError, connection, connections
 from django.db.models import Sum
 from django.test import override_settings
 
-from orchestrix_django.models import EventRecord
+from orchestrix_django.models import EventRecord, ProjectionStateRecord
 from orchestrix_django.projections import catch_up as catch_up_for_real
 from orchestrix_django.projections import embedded as orchestrix_run
 from orchestrix_django.projections import get_projection, projection_status, reset_projection
@@ -37,6 +37,7 @@ from orchestrix_django.storage.events import DjangoEventStore
 from tests.django.testapp import projections as testapp_projections
 from tests.django.testapp.events import AccountOpened, MoneyDeposited
 from tests.django.testapp.models import AccountBalance, AppliedEvent
+from tests.django.waiting import wait_until, waiting_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -257,7 +258,10 @@ def test_a_commit_in_this_process_wakes_the_runner_at_once() -> None:
     thread, errors = start(runner)
     try:
         assert wait_for(lambda: runner.passes >= 1)
-        time.sleep(0.1)  # the runner is waiting now
+        wait_until(
+            lambda: waiting_in(thread, threading.Event.wait, EmbeddedRunner.run),
+            "the runner waits for a commit after its first pass",
+        )
         started = time.monotonic()
         open_account("W-1", [3])
         assert wait_for(lambda: AccountBalance.objects.filter(account_id="W-1").exists(), 10)
@@ -368,7 +372,11 @@ def read_model_matches_checkpoints() -> None:
 def test_a_process_polls_for_writes_of_other_processes_and_stops_on_sigterm() -> None:
     process = start_process("--projection", "test-balances", "--poll-interval", "0.2")
     try:
-        time.sleep(0.3)
+        # The runner's first pass is over (its batch transaction made the checkpoint row).
+        wait_until(
+            lambda: ProjectionStateRecord.objects.filter(projection_id="test-balances").exists(),
+            "the runner's first pass over test-balances",
+        )
         open_account("X-1", [1, 2])  # written by this process: the runner only polls
         assert wait_for(lambda: projection_status("test-balances").lag == 0, 15)
         assert AccountBalance.objects.get(account_id="X-1").balance == Decimal("13.00")

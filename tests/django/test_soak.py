@@ -90,6 +90,7 @@ def thirds(values: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(SECONDS + 300)  # the writing, plus the default limit for the rest
 @pytest.mark.skipif(
     connection.vendor == "sqlite",
     reason="several writer processes on one SQLite file only measure its file lock",
