@@ -50,7 +50,7 @@ ORCHESTRIX_TEST_PYTHONS="${ORCHESTRIX_TEST_PYTHONS:-}"
 ORCHESTRIX_DJANGO_PYTHONS="${ORCHESTRIX_DJANGO_PYTHONS-3.11 3.12}"
 # -qq: pip's errors only (this machine's pip configuration warns about every package).
 PIP_INSTALL=(-m pip install -qq --disable-pip-version-check)
-CORE_TESTS=(tests/core tests/test_layering.py)
+CORE_TESTS=(tests/core tests/test_layering.py tests/test_import_graph.py)
 DJANGO_TESTS=(tests/django)
 EXAMPLE_TESTS=(tests/example)
 
