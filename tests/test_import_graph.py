@@ -180,7 +180,10 @@ def test_the_scan_finds_every_kind_of_cycle(
 
 
 # Modules allowed past MAX_LINES: one concept needs the length (named in docs/architecture.md).
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "orchestrix.core.eventsourcing.projection": "ProjectionEngine: one class, its batch loop, "
+    "retries, failure modes and dead-letter retry over one checkpoint",
+}
 MAX_LINES = 600
 MAX_TOP_LEVEL_MODULES = 12
 

@@ -1,9 +1,7 @@
 """Sagas: long-running processes that undo their completed steps when one fails.
 
-A :class:`Saga` runs its :class:`SagaStep` actions in order, persisting its
-state after every step, and compensates the completed steps in reverse order
-when one fails. How arguments reach each step, resuming after a crash, and
-faults: see docs/core-api.md ("Sagas").
+A :class:`Saga` saves its state after every step and compensates the completed
+steps in reverse order when one fails (docs/core-api.md, "Sagas").
 """
 
 from __future__ import annotations
