@@ -1,38 +1,9 @@
 """The process-wide message bus of a Django project, fed by committed events.
 
-:func:`get_bus` returns the one :class:`DjangoMessageBus` of the process. It
-is the core's in-memory bus (:class:`InMemoryMessageBus`: subscribe to a
-class and receive its subclasses' messages too, in subscription order) with
-three additions:
-
-* **Committed events are delivered to it.** The event store sends
-  :data:`~orchestrix_django.signals.events_committed` once the transaction
-  that appended events has committed; the bus then hands every event to its
-  subscribers. A handler therefore never sees an event that was rolled back,
-  and whatever it reads from the database already contains the event.
-* **Failures after a commit are parked, not raised.** The save has committed
-  by the time a handler runs, so a failing handler must not break the code
-  that saved (nor the other handlers): each failure is logged with the
-  event's id, type and stream, counted through
-  :meth:`ObservabilityHooks.record_handler_error`, and parked in the
-  dead-letter queue (source ``"bus:<handler name>"``) where an operator can
-  retry it (:meth:`DjangoMessageBus.retry_dead_letter`, or the core's
-  :func:`~orchestrix.core.messaging.dead_letter.retry` with a handler of
-  their choosing). A direct :meth:`~DjangoMessageBus.publish` keeps the core
-  contract instead: every handler runs, then :class:`HandlerError` is raised.
-* **Sync and async handlers alike.** Coroutine handlers run through
-  ``async_to_sync`` when a message is published from synchronous code;
-  :meth:`DjangoMessageBus.publish_async` (for async callers) runs all the
-  handlers of a message concurrently, synchronous ones through
-  ``sync_to_async`` so that they may use the ORM.
-
-Modules (the core ``Module`` protocol) listed in ``ORCHESTRIX["MODULES"]``
-are registered with the bus once, in ``AppConfig.ready()``
-(:func:`wire_modules`); entries that cannot be wired are skipped there and
-reported by the system check ``orchestrix.E007`` (:func:`module_problems`).
-
-Nothing here touches the models at import time, so user code may import
-this module anywhere.
+:func:`get_bus` returns the core's in-memory bus with committed events delivered
+to it, handler failures after a commit parked as dead letters (``bus:<handler>``),
+and sync and async handlers alike; ``ORCHESTRIX["MODULES"]`` are wired to it at
+start-up. The behaviour is described in docs/django.md ("Signals and the message bus").
 """
 
 from __future__ import annotations

@@ -1,39 +1,8 @@
-"""Celery wiring for Orchestrix: the periodic catch-up's beat schedule.
+"""Celery wiring for Orchestrix: the beat schedule of the periodic catch-up and saga sweep.
 
-With ``ORCHESTRIX["WAKE_UP"] = "celery"``, each commit wakes the
-projections it concerns (:mod:`orchestrix_django.wakeup`). A wake-up can be
-lost (the broker was down, a worker died before acknowledging it, the broker
-dropped its queue), so Celery beat also runs ``orchestrix.catch_up_projections``
-every ``ORCHESTRIX["CATCH_UP_INTERVAL"]`` seconds: a lost wake-up then only
-delays the projection, it never loses an event.
-
-In the project's Celery module (the usual ``proj/celery.py``)::
-
-    from celery import Celery
-    from orchestrix_django.celery import beat_schedule
-
-    app = Celery("proj")
-    app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.autodiscover_tasks()  # finds orchestrix_django.tasks
-
-    @app.on_after_finalize.connect
-    def add_orchestrix_schedule(sender, **kwargs):
-        sender.conf.beat_schedule.update(beat_schedule())
-
-(or ``app.conf.beat_schedule.update(beat_schedule())`` right after
-``config_from_object``, once Django settings can be read), and start a beat
-next to the workers: ``celery -A proj beat`` (or ``celery -A proj worker -B``
-for one machine). As for any Django project, ``proj/__init__.py`` imports
-the Celery app so that the web processes send the wake-ups to it.
-
-Recommended Celery settings: ``task_acks_late = True`` (the tasks set it
-anyway), ``worker_prefetch_multiplier = 1``, JSON only (``accept_content =
-["json"]``), and, with Redis as the broker, a ``visibility_timeout`` in
-``broker_transport_options`` as short as your longest catch-up allows, since
-it is how long the message of a worker killed mid-task waits before another
-worker gets it. ``worker_cancel_long_running_tasks_on_connection_loss = True``
-(Celery 6's default) is safe: a cancelled catch-up rolls its batch back and
-its message is delivered again.
+A lost wake-up only delays a projection: beat runs ``orchestrix.catch_up_projections``
+every ``ORCHESTRIX["CATCH_UP_INTERVAL"]`` seconds. How to add the schedule to a
+project's Celery app, and the recommended Celery settings: docs/celery.md.
 """
 
 from __future__ import annotations

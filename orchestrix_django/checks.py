@@ -1,38 +1,7 @@
 """Django system checks: configuration mistakes reported at start-up, with ids.
 
-* ``orchestrix.E001`` two event classes claim one ``type`` and schema version.
-* ``orchestrix.E002`` an upcaster chain has a missing link.
-* ``orchestrix.E003`` ``ORCHESTRIX`` has a key this version does not know.
-* ``orchestrix.E004`` a setting names something that cannot be imported (the API's
-  classes only where Django REST framework is installed).
-* ``orchestrix.E005`` ``USE_TZ`` is off (every timestamp must be aware UTC).
-* ``orchestrix.E006`` a setting has a value of the wrong kind (also ``API_PAGE_SIZE``
-  above ``API_MAX_PAGE_SIZE``).
-* ``orchestrix.E007`` an ``ORCHESTRIX["MODULES"]`` entry cannot be wired (it does not
-  import, has no ``register(bus, store)`` method, or is a class that needs arguments).
-* ``orchestrix.E008`` ``PROJECTIONS`` lists something else than a ``DjangoProjection``,
-  or two projections with one id.
-* ``orchestrix.E009`` a wake-up setting is wrong: ``WAKE_UP`` is not ``"none"`` or
-  ``"celery"`` (or Celery is not installed), ``CATCH_UP_INTERVAL`` or ``WAKE_UP_TTL`` is
-  not a positive number, or ``WAKE_UP_CACHE`` is not an alias of ``CACHES``.
-  ``orchestrix.W009``: the wake-up cache is local to each process.
-* ``orchestrix.E010`` ``SAGAS`` lists something the workers cannot run (neither a
-  ``DjangoSaga`` nor a core ``Saga`` on a ``DjangoSagaStateStore``), or two sagas with
-  one type; or ``SAGA_SWEEP_INTERVAL`` or ``SAGA_RESUME_AFTER`` is not a positive number.
-* ``orchestrix.E011`` ``WAKE_UP`` is ``"celery"`` and the Celery app accepts or sends
-  pickle (see :func:`check_celery_serializers`).
-* ``orchestrix.E012`` personal data can't be encrypted as configured:
-  ``ENCRYPT_PERSONAL_DATA`` is not a bool or ``cryptography`` is missing,
-  ``ENCRYPTION_MASTER_KEY`` is not base64 of 32 bytes, or an event class's
-  ``personal_data`` / ``data_subject`` declaration can't work.
-  ``orchestrix.W012``: encryption is on without a master key.
-* ``orchestrix.W020`` (``check --deploy`` only) ``WAKE_UP`` is ``"celery"`` and an
-  Orchestrix task is routed to a queue that no running worker consumes;
-  ``orchestrix.W021``: the broker could not be asked (see :func:`check_workers`).
-* ``orchestrix.W022`` (a database check: ``manage.py check --database ALIAS`` and
-  ``migrate``) the triggers that keep stored events append-only are missing or
-  disabled on a migrated database, e.g. a MariaDB/MySQL user could not create them
-  (see :mod:`orchestrix_django.storage.append_only`).
+Every check id (``orchestrix.E001`` to ``orchestrix.W022``), what it reports and how
+to fix it is listed in docs/django.md ("Installation").
 """
 
 from __future__ import annotations
