@@ -370,9 +370,9 @@ def check_celery_serializers(
         return []  # ORCHESTRIX is not a dict: E006 says so
     if user.get("WAKE_UP", DEFAULTS["WAKE_UP"]) != "celery" or find_spec("celery") is None:
         return []  # not Orchestrix's business, or E009 reports the missing Celery
-    from celery import current_app
+    from celery.app import app_or_default
 
-    app = current_app._get_current_object()
+    app = app_or_default()
     conf = app.conf
     errors: list[CheckMessage] = []
     for name in ("accept_content", "result_accept_content"):

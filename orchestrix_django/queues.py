@@ -21,10 +21,13 @@ check ``orchestrix.W020``/``W021`` (``manage.py check --deploy``) warns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from orchestrix_django.projections.registry import projections
 from orchestrix_django.sagas.sweep import has_saga_work
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 __all__ = ["DEFAULT_TIMEOUT", "QueueReport", "inspect_queues", "orchestrix_tasks"]
 
@@ -112,32 +115,41 @@ class QueueReport:
 
 
 def inspect_queues(
-    app: Any | None = None, *, tasks: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+    app: Celery | None = None,
+    *,
+    tasks: list[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> QueueReport:
     """Route ``tasks`` (default: :func:`orchestrix_tasks`) and ask the workers (see the module).
 
     ``app`` is the Celery app (default: the current one, the project's, which
     its ``proj/__init__.py`` imports). Never raises for an unreachable broker.
     """
-    from celery import current_app
+    from celery.app import app_or_default
 
-    if app is None:
-        app = current_app._get_current_object()
+    app = app_or_default(app)
     names = orchestrix_tasks() if tasks is None else tasks
     # A fresh router: the app's cached one keeps the routes it was first built with.
     router = app.amqp.Router()
     routes: dict[str, str] = {}
     for name in names:
         task = app.tasks.get(name)
-        options = {"queue": task.queue} if getattr(task, "queue", None) else {}
-        routed = router.route(options, name, (), {}, task)
+        queue = getattr(task, "queue", None)
+        options = {"queue": queue} if queue else {}
+        # The task instance, as Celery's send_task passes it; the stubs expect its class.
+        routed = router.route(options, name, (), {}, task)  # type: ignore[arg-type]
         queue = routed.get("queue")
         routes[name] = str(getattr(queue, "name", queue))
     main = app.main if app.main and app.main != "__main__" else "<your Celery app>"
     workers: dict[str, list[str]] = {}
     try:
         with app.connection_for_write(connect_timeout=timeout) as connection:
-            connection.ensure_connection(max_retries=0, interval_start=0, timeout=timeout)
+            # kombu takes any number of seconds; its stubs say int.
+            connection.ensure_connection(
+                max_retries=0,
+                interval_start=0,
+                timeout=timeout,  # type: ignore[arg-type]
+            )
             answers = (
                 app.control.inspect(timeout=timeout, connection=connection).active_queues() or {}
             )

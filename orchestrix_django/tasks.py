@@ -87,7 +87,7 @@ def _describe(ids: dict[str, str | None], fields: tuple[str, ...] = ID_FIELDS) -
     return " ".join(f"{name}={ids.get(name) or '-'}" for name in fields)
 
 
-@shared_task(  # type: ignore[untyped-decorator]
+@shared_task(
     bind=True,
     name=TaskName.ADVANCE_PROJECTION.value,
     acks_late=True,
@@ -132,7 +132,7 @@ def advance_projection(self: Any, projection_id: str) -> dict[str, Any] | None:
         _current_ids.reset(token)
 
 
-@shared_task(  # type: ignore[untyped-decorator]
+@shared_task(
     name=TaskName.CATCH_UP_PROJECTIONS.value,
     serializer="json",
     ignore_result=True,
@@ -182,7 +182,7 @@ def catch_up_projections(inline: bool = False) -> list[str]:
     return lagging
 
 
-@shared_task(  # type: ignore[untyped-decorator]
+@shared_task(
     bind=True,
     name=TaskName.RUN_SAGA.value,
     acks_late=True,
@@ -210,7 +210,7 @@ def run_saga_task(self: Any, saga_id: str) -> dict[str, Any] | None:
         _current_ids.reset(token)
 
 
-@shared_task(  # type: ignore[untyped-decorator]
+@shared_task(
     name=TaskName.SWEEP_SAGAS.value,
     serializer="json",
     ignore_result=True,

@@ -274,7 +274,7 @@ class OrchestrixAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         text: the stock "invalid lookup" answer (a redirect to ``?e=1``)
         replaces a server error.
         """
-        if any("\x00" in key + value for key, value in request.GET.items()):
+        if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
             raise IncorrectLookupParameters("NUL characters in the query")
         return super().get_changelist_instance(request)
 

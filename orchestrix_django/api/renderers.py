@@ -12,6 +12,8 @@ from typing import Any
 
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 __all__ = [
     "CLOUDEVENT",
@@ -41,14 +43,16 @@ class CloudEventBatchRenderer(JSONRenderer):
     format = "cloudevents"
 
 
-class ErrorsAsJSON:
+class ErrorsAsJSON(APIView):
     """A mixin for views whose renderers are not plain JSON: error bodies are JSON.
 
     An error (``{"detail": …}``) is neither a CloudEvent nor an OpenAPI
     document, whatever the client accepted for the answer it hoped for.
     """
 
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         """Switch an error response to :class:`JSONRenderer`."""
         response = super().finalize_response(request, response, *args, **kwargs)
         renderer = getattr(response, "accepted_renderer", None)

@@ -8,6 +8,8 @@ exception: their bodies come from :mod:`orchestrix_django.storage.cloudevents`, 
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 __all__ = [
@@ -27,12 +29,14 @@ __all__ = [
 ]
 
 
-class CloudEventSerializer(serializers.Serializer):
+class CloudEventSerializer(serializers.Serializer[dict[str, Any]]):
     """An event in CloudEvents JSON (structured mode), decoded and upcast to its current class."""
 
     specversion = serializers.CharField(help_text="The CloudEvents version, 1.0.")
     id = serializers.CharField(help_text="The event's id, unique in the store.")
-    source = serializers.CharField()
+    # DRF's metaclass takes declared fields out of the class attributes, so a field may
+    # share a name with an attribute of Field or Serializer; the stubs can't tell.
+    source = serializers.CharField()  # type: ignore[assignment]
     type = serializers.CharField(help_text="The event type (by default its class name).")
     time = serializers.DateTimeField(help_text="When the event happened (UTC).")
     datacontenttype = serializers.CharField(required=False)
@@ -41,7 +45,7 @@ class CloudEventSerializer(serializers.Serializer):
     schemaversion = serializers.IntegerField(
         help_text="The schema version of the event's class (after upcasting)."
     )
-    data = serializers.DictField(help_text="The event's own fields, as JSON.")
+    data = serializers.DictField(help_text="The event's own fields, as JSON.")  # type: ignore[assignment]
     correlationid = serializers.CharField(required=False)
     causationid = serializers.CharField(required=False)
     traceid = serializers.CharField(required=False)
@@ -54,7 +58,7 @@ class CloudEventSerializer(serializers.Serializer):
     )
 
 
-class StreamSerializer(serializers.Serializer):
+class StreamSerializer(serializers.Serializer[dict[str, Any]]):
     """A stream: the summary kept on append."""
 
     stream_id = serializers.CharField()
@@ -68,14 +72,14 @@ class StreamSerializer(serializers.Serializer):
     events_url = serializers.URLField()
 
 
-class StreamPageSerializer(serializers.Serializer):
+class StreamPageSerializer(serializers.Serializer[dict[str, Any]]):
     """A page of streams, by stream id."""
 
     results = StreamSerializer(many=True)
     next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
 
 
-class ProjectionSerializer(serializers.Serializer):
+class ProjectionSerializer(serializers.Serializer[dict[str, Any]]):
     """A projection: its checkpoint, lag and health."""
 
     projection_id = serializers.CharField()
@@ -104,13 +108,13 @@ class ProjectionSerializer(serializers.Serializer):
     resume_url = serializers.URLField(help_text="POST here to resume it.")
 
 
-class ProjectionListSerializer(serializers.Serializer):
+class ProjectionListSerializer(serializers.Serializer[dict[str, Any]]):
     """Every projection (a handful: not paginated)."""
 
     results = ProjectionSerializer(many=True)
 
 
-class SagaSerializer(serializers.Serializer):
+class SagaSerializer(serializers.Serializer[dict[str, Any]]):
     """A saga's stored state, with its step history."""
 
     saga_id = serializers.CharField()
@@ -132,18 +136,19 @@ class SagaSerializer(serializers.Serializer):
     url = serializers.URLField()
 
 
-class SagaPageSerializer(serializers.Serializer):
+class SagaPageSerializer(serializers.Serializer[dict[str, Any]]):
     """A page of sagas, by saga id."""
 
     results = SagaSerializer(many=True)
     next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
 
 
-class DeadLetterSerializer(serializers.Serializer):
+class DeadLetterSerializer(serializers.Serializer[dict[str, Any]]):
     """A message that could not be handled, parked for an operator."""
 
     id = serializers.CharField()
-    source = serializers.CharField(
+    # A declared field, not Field.source (see CloudEventSerializer.source).
+    source = serializers.CharField(  # type: ignore[assignment]
         help_text="Who parked it: projection:<id> or bus:<handler>, for instance."
     )
     status = serializers.CharField(help_text="parked, retried or discarded.")
@@ -165,14 +170,14 @@ class DeadLetterSerializer(serializers.Serializer):
     discard_url = serializers.URLField(help_text="POST here to discard it.")
 
 
-class DeadLetterPageSerializer(serializers.Serializer):
+class DeadLetterPageSerializer(serializers.Serializer[dict[str, Any]]):
     """A page of dead letters, by id."""
 
     results = DeadLetterSerializer(many=True)
     next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
 
 
-class ProjectionOperationSerializer(serializers.Serializer):
+class ProjectionOperationSerializer(serializers.Serializer[dict[str, Any]]):
     """What an operation (rebuild, pause, resume) did, and the projection now."""
 
     ok = serializers.BooleanField()
@@ -180,7 +185,7 @@ class ProjectionOperationSerializer(serializers.Serializer):
     projection = ProjectionSerializer()
 
 
-class DeadLetterOperationSerializer(serializers.Serializer):
+class DeadLetterOperationSerializer(serializers.Serializer[dict[str, Any]]):
     """What an operation (retry, discard) did, and the letter now."""
 
     ok = serializers.BooleanField()
@@ -188,13 +193,13 @@ class DeadLetterOperationSerializer(serializers.Serializer):
     dead_letter = DeadLetterSerializer()
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
     """An error: what went wrong, in a sentence."""
 
     detail = serializers.CharField()
 
 
-class ApiRootSerializer(serializers.Serializer):
+class ApiRootSerializer(serializers.Serializer[dict[str, Any]]):
     """Where everything is."""
 
     streams = serializers.URLField()

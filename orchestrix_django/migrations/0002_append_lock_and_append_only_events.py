@@ -5,7 +5,9 @@ change history (erasing personal data, say) can allow it for one transaction
 with ``SET LOCAL orchestrix.allow_event_mutation = 'on'``.
 """
 
+from django.apps.registry import Apps
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 APPEND_ONLY_SQL = """
 CREATE OR REPLACE FUNCTION orchestrix_refuse_event_mutation() RETURNS trigger AS $$
@@ -32,17 +34,17 @@ DROP FUNCTION IF EXISTS orchestrix_refuse_event_mutation();
 """
 
 
-def create_lock_row(apps, schema_editor):
+def create_lock_row(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     AppendLock = apps.get_model("orchestrix_django", "AppendLock")
     AppendLock.objects.using(schema_editor.connection.alias).get_or_create(id=1)
 
 
-def install_append_only_trigger(apps, schema_editor):
+def install_append_only_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(APPEND_ONLY_SQL, params=None)
 
 
-def remove_append_only_trigger(apps, schema_editor):
+def remove_append_only_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(DROP_APPEND_ONLY_SQL, params=None)
 

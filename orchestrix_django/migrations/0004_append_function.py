@@ -9,7 +9,9 @@ sees everything the previous lock holder committed (one statement that waited
 for the lock would not).
 """
 
+from django.apps.registry import Apps
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION orchestrix_append(
@@ -76,12 +78,12 @@ DROP FUNCTION IF EXISTS orchestrix_append(bigint, varchar, bigint, varchar, time
 """
 
 
-def install_append_function(apps, schema_editor):
+def install_append_function(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(APPEND_FUNCTION_SQL, params=None)
 
 
-def remove_append_function(apps, schema_editor):
+def remove_append_function(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(DROP_APPEND_FUNCTION_SQL, params=None)
 

@@ -17,14 +17,16 @@ may, or its ``--sql`` for a DBA).
 import importlib
 import logging
 
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 from orchestrix_django.storage.append_only import GuardInstall, install_guard, remove_guard
 
 logger = logging.getLogger("orchestrix")
 
 
-def install(apps, schema_editor):
+def install(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     using = schema_editor.connection.alias
     if install_guard(using) is GuardInstall.REFUSED:
         logger.warning(
@@ -34,7 +36,7 @@ def install(apps, schema_editor):
         )
 
 
-def remove(apps, schema_editor):
+def remove(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     remove_guard(schema_editor.connection.alias)
     # Back to migration 0002's trigger, on PostgreSQL.
     importlib.import_module(

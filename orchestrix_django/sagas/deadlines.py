@@ -9,7 +9,8 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep, StepRecord, StepStatus
+from orchestrix.core.execution.saga import SagaState, SagaStatus, SagaStep
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 from orchestrix_django.sagas.context import RunContext
 from orchestrix_django.sagas.errors import StepCancelled
 

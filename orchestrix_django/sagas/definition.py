@@ -25,9 +25,8 @@ from orchestrix.core.execution.saga import (
     SagaState,
     SagaStatus,
     SagaStep,
-    StepRecord,
-    StepStatus,
 )
+from orchestrix.core.execution.saga_state import StepRecord, StepStatus
 from orchestrix.core.execution.step_arguments import CallPlan
 from orchestrix.core.messaging.message import Message, causal_fields
 from orchestrix_django.sagas.context import RunContext, running

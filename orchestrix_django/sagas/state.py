@@ -7,7 +7,8 @@ from datetime import datetime
 
 from django.db import transaction
 
-from orchestrix.core.execution.saga import SagaState, SagaStatus, StepStatus
+from orchestrix.core.execution.saga import SagaState, SagaStatus
+from orchestrix.core.execution.saga_state import StepStatus
 from orchestrix_django.models import SagaStateRecord
 from orchestrix_django.sagas.context import RunContext
 from orchestrix_django.sagas.deadlines import SagaDeadlines

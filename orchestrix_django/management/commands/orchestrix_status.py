@@ -187,7 +187,7 @@ class Command(BaseCommand):
         advice: dict[str, str | None],
         sagas: dict[str, dict[str, int]],
         overdue_count: int,
-        overdue_rows: list[tuple[str, str, str, datetime]],
+        overdue_rows: list[tuple[str, str, str, datetime | None]],
     ) -> None:
         self.stdout.write(f"Projections (head of the log: position {count(head)})")
         if not statuses:
@@ -227,7 +227,11 @@ class Command(BaseCommand):
             )
             self._table(
                 ["SAGA ID", "SAGA TYPE", "STATUS", "DEADLINE"],
-                [[sid, kind, state, when.isoformat()] for sid, kind, state, when in overdue_rows],
+                # The query filters on the deadline: none is None (the column is nullable).
+                [
+                    [sid, kind, state, when.isoformat() if when else ""]
+                    for sid, kind, state, when in overdue_rows
+                ],
             )
             self.stdout.write(
                 "  Overdue sagas are timed out (and compensated) by `python manage.py "
