@@ -17,14 +17,18 @@ project's own API must not open this one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 from typing import Any, ClassVar
 
 from django.contrib.auth import get_permission_codename
 from django.db.models import Model
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from orchestrix_django.settings import orchestrix_settings
 
@@ -96,7 +100,7 @@ def api_authenticators() -> list[BaseAuthentication]:
     return [authenticator() for authenticator in orchestrix_settings.API_AUTHENTICATION_CLASSES]
 
 
-class OrchestrixAccess:
+class OrchestrixAccess(APIView):
     """A mixin for DRF views: the API's permissions and authentication, from the settings."""
 
     #: The admin permissions a request needs, as (model, access) pairs, read by
@@ -111,3 +115,24 @@ class OrchestrixAccess:
     def get_authenticators(self) -> list[Any]:
         """The configured authenticators (the first that recognises the request wins)."""
         return api_authenticators()
+
+    def perform_authentication(self, request: Request) -> None:
+        """Refuse HTTP Basic credentials holding a NUL, then authenticate as configured.
+
+        No user name or password holds a NUL, and PostgreSQL raises on one in
+        the user lookup.
+        """
+        scheme, _, encoded = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() == "basic" and "\x00" in encoded + _decoded(encoded):
+            raise AuthenticationFailed(
+                "Invalid basic header. Credentials must not contain NUL characters."
+            )
+        super().perform_authentication(request)
+
+
+def _decoded(encoded: str) -> str:
+    """The text of base64 ``encoded`` ("" if it is not base64: the authenticators say so)."""
+    try:
+        return base64.b64decode(encoded.strip()).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return ""

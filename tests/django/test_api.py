@@ -221,6 +221,21 @@ def test_ids_with_nul_characters_are_not_found(staff: Client) -> None:
             assert "NUL" in response.json()["detail"]
 
 
+def test_basic_credentials_with_nul_characters_are_refused_not_looked_up(world: World) -> None:
+    # Found by Schemathesis on PostgreSQL: the user lookup raised on the NUL (a 500).
+    anonymous = Client(raise_request_exception=False)
+    for credentials in (b"ro\x00ot:secret", b"root:se\x00cret"):
+        header = "Basic " + base64.b64encode(credentials).decode()
+        for method, name, arguments in ENDPOINTS:
+            response = call(
+                anonymous,
+                method,
+                endpoint_url(world, name, arguments),
+                HTTP_AUTHORIZATION=header,
+            )
+            assert response.status_code in (401, 403), (name, response.content)
+
+
 def test_query_parameters_with_nul_characters_are_refused_by_name(
     world: World, staff: Client
 ) -> None:
