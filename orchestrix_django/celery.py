@@ -28,16 +28,12 @@ def beat_schedule(interval: float | None = None) -> dict[str, dict[str, Any]]:
     start within one interval expires, so that ticks piled up while the
     workers were down don't all run when they come back.
     """
-    seconds = float(interval if interval is not None else orchestrix_settings.CATCH_UP_INTERVAL)
-    if seconds <= 0:
-        raise ValueError(f"the catch-up interval must be positive, got {seconds}")
-    return {
-        CATCH_UP_ENTRY: {
-            "task": "orchestrix.catch_up_projections",
-            "schedule": seconds,
-            "options": {"expires": seconds},
-        }
-    }
+    return _every(
+        CATCH_UP_ENTRY,
+        "orchestrix.catch_up_projections",
+        orchestrix_settings.CATCH_UP_INTERVAL if interval is None else interval,
+        "the catch-up interval",
+    )
 
 
 def saga_beat_schedule(interval: float | None = None) -> dict[str, dict[str, Any]]:
@@ -50,13 +46,17 @@ def saga_beat_schedule(interval: float | None = None) -> dict[str, dict[str, Any
     sagas whose task was lost. A run that could not start within one
     interval expires.
     """
-    seconds = float(interval if interval is not None else orchestrix_settings.SAGA_SWEEP_INTERVAL)
+    return _every(
+        SWEEP_ENTRY,
+        "orchestrix.sweep_sagas",
+        orchestrix_settings.SAGA_SWEEP_INTERVAL if interval is None else interval,
+        "the saga sweep interval",
+    )
+
+
+def _every(entry: str, task: str, interval: float, what: str) -> dict[str, dict[str, Any]]:
+    """A beat entry running ``task`` every ``interval`` seconds, each run expiring after one."""
+    seconds = float(interval)
     if seconds <= 0:
-        raise ValueError(f"the saga sweep interval must be positive, got {seconds}")
-    return {
-        SWEEP_ENTRY: {
-            "task": "orchestrix.sweep_sagas",
-            "schedule": seconds,
-            "options": {"expires": seconds},
-        }
-    }
+        raise ValueError(f"{what} must be positive, got {seconds}")
+    return {entry: {"task": task, "schedule": seconds, "options": {"expires": seconds}}}

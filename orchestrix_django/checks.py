@@ -157,6 +157,19 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _positive_seconds(value: object) -> bool:
+    """A number of seconds > 0 (a bool is not a number here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _user_settings() -> dict[str, Any] | None:
+    """The project's ``ORCHESTRIX`` dict, or None when it is not a dict (E006 says so)."""
+    try:
+        return orchestrix_settings.user_settings
+    except ImproperlyConfigured:
+        return None
+
+
 def _check_event_modules() -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for module in orchestrix_settings.EVENT_MODULES:
@@ -251,10 +264,9 @@ def check_wake_up(
     """``orchestrix.E009`` / ``W009``: the settings of the Celery wake-ups."""
     from django.core.checks import Warning as CheckWarning
 
-    try:
-        user = orchestrix_settings.user_settings
-    except ImproperlyConfigured:
-        return []  # ORCHESTRIX is not a dict: E006 says so
+    user = _user_settings()
+    if user is None:
+        return []
     errors: list[CheckMessage] = []
 
     def wrong(setting: str, wanted: str, value: object) -> None:
@@ -275,7 +287,7 @@ def check_wake_up(
         )
     for name in ("CATCH_UP_INTERVAL", "WAKE_UP_TTL"):
         value = user.get(name, DEFAULTS[name])
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if not _positive_seconds(value):
             wrong(name, "a positive number of seconds", value)
     alias = user.get("WAKE_UP_CACHE", DEFAULTS["WAKE_UP_CACHE"])
     caches = getattr(settings, "CACHES", {})
@@ -303,10 +315,9 @@ def check_sagas(
     from orchestrix.core.execution.saga import Saga
     from orchestrix_django.sagas.definition import DjangoSaga
 
-    try:
-        user = orchestrix_settings.user_settings
-    except ImproperlyConfigured:
-        return []  # ORCHESTRIX is not a dict: E006 says so
+    user = _user_settings()
+    if user is None:
+        return []
     errors: list[CheckMessage] = []
 
     def wrong(message: str, hint: str | None = None) -> None:
@@ -314,7 +325,7 @@ def check_sagas(
 
     for name in ("SAGA_SWEEP_INTERVAL", "SAGA_RESUME_AFTER"):
         value = user.get(name, DEFAULTS[name])
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if not _positive_seconds(value):
             wrong(f"ORCHESTRIX[{name!r}] must be a positive number of seconds, got {value!r}")
     try:
         configured = orchestrix_settings.SAGAS

@@ -27,7 +27,11 @@ import time
 from django.contrib import messages
 
 from orchestrix.core.common.exceptions import HandlerError, OrchestrixError
-from orchestrix.core.messaging.dead_letter import DeadLetterError, DeadLetterStatus
+from orchestrix.core.messaging.dead_letter import (
+    DeadLetter,
+    DeadLetterError,
+    DeadLetterStatus,
+)
 from orchestrix_django.bus import BUS_SOURCE_PREFIX, get_bus
 from orchestrix_django.projections.control import (
     pause,
@@ -150,9 +154,8 @@ def retry_kind(source: str) -> str | None:
     return None
 
 
-def retry_dead_letter(dead_letter_id: str) -> Outcome:
-    """Handle a parked message again, by the projection or bus handler that failed on it."""
-    queue = DjangoDeadLetterQueue()
+def _parked(queue: DjangoDeadLetterQueue, dead_letter_id: str) -> DeadLetter | Outcome:
+    """The parked letter ``dead_letter_id``, or the Outcome saying it is missing or resolved."""
     letter = queue.get(dead_letter_id)
     if letter is None:
         return Outcome(messages.ERROR, f"There is no dead letter {dead_letter_id}.")
@@ -160,6 +163,15 @@ def retry_dead_letter(dead_letter_id: str) -> Outcome:
         return Outcome(
             messages.WARNING, f"Dead letter {dead_letter_id} is already {letter.status}."
         )
+    return letter
+
+
+def retry_dead_letter(dead_letter_id: str) -> Outcome:
+    """Handle a parked message again, by the projection or bus handler that failed on it."""
+    queue = DjangoDeadLetterQueue()
+    letter = _parked(queue, dead_letter_id)
+    if isinstance(letter, Outcome):
+        return letter
     kind = retry_kind(letter.source)
     if kind == "projection":
         return _retry_projection_letter(letter.source[len(PROJECTION_SOURCE_PREFIX) :], letter.id)
@@ -219,13 +231,9 @@ def _retry_projection_letter(projection_id: str, dead_letter_id: str) -> Outcome
 def discard_dead_letter(dead_letter_id: str) -> Outcome:
     """Give up on a parked message; a stopped projection moves past it and resumes."""
     queue = DjangoDeadLetterQueue()
-    letter = queue.get(dead_letter_id)
-    if letter is None:
-        return Outcome(messages.ERROR, f"There is no dead letter {dead_letter_id}.")
-    if letter.status != DeadLetterStatus.PARKED:
-        return Outcome(
-            messages.WARNING, f"Dead letter {dead_letter_id} is already {letter.status}."
-        )
+    letter = _parked(queue, dead_letter_id)
+    if isinstance(letter, Outcome):
+        return letter
     if retry_kind(letter.source) == "projection":
         projection_id = letter.source[len(PROJECTION_SOURCE_PREFIX) :]
         projection = _configured(projection_id)

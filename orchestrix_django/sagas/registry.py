@@ -2,60 +2,44 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from django.core.signals import setting_changed
-
 from orchestrix.core.execution.saga import Saga
+from orchestrix_django.configured_objects import ConfiguredObjects
 from orchestrix_django.sagas.definition import DjangoSaga
 from orchestrix_django.settings import orchestrix_settings
 
 __all__ = ["get_saga", "reset_registry", "sagas", "start_saga"]
 
-_registry_lock = threading.Lock()
-_registry: dict[str, DjangoSaga] | None = None
+
+def _load() -> dict[str, DjangoSaga]:
+    loaded: dict[str, DjangoSaga] = {}
+    for entry in orchestrix_settings.SAGAS:
+        if not isinstance(entry, Saga):
+            raise TypeError(f"ORCHESTRIX['SAGAS'] lists {entry!r}, not a Saga")
+        saga = DjangoSaga.from_saga(entry)
+        if saga.saga_type in loaded:
+            raise ValueError(f"two sagas have the type {saga.saga_type!r}")
+        loaded[saga.saga_type] = saga
+    return loaded
+
+
+_configured = ConfiguredObjects(_load, missing="no saga of type {!r} is configured")
 
 
 def sagas() -> dict[str, DjangoSaga]:
     """The sagas of ``ORCHESTRIX["SAGAS"]``, by saga type (imported once)."""
-    global _registry
-    with _registry_lock:
-        if _registry is None:
-            loaded: dict[str, DjangoSaga] = {}
-            for entry in orchestrix_settings.SAGAS:
-                if not isinstance(entry, Saga):
-                    raise TypeError(f"ORCHESTRIX['SAGAS'] lists {entry!r}, not a Saga")
-                saga = DjangoSaga.from_saga(entry)
-                if saga.saga_type in loaded:
-                    raise ValueError(f"two sagas have the type {saga.saga_type!r}")
-                loaded[saga.saga_type] = saga
-            _registry = loaded
-        return _registry
+    return _configured.all()
 
 
 def reset_registry() -> None:
     """Forget the loaded sagas (the settings changed)."""
-    global _registry
-    with _registry_lock:
-        _registry = None
-
-
-def _reload(*, setting: str, **kwargs: Any) -> None:
-    if setting == "ORCHESTRIX":
-        reset_registry()
-
-
-setting_changed.connect(_reload, dispatch_uid="orchestrix_django.sagas.registry")
+    _configured.reset()
 
 
 def get_saga(saga_type: str) -> DjangoSaga:
     """The configured saga of type ``saga_type``; KeyError says which types exist."""
-    found = sagas().get(saga_type)
-    if found is None:
-        known = ", ".join(sorted(sagas())) or "none"
-        raise KeyError(f"no saga of type {saga_type!r} is configured (known: {known})")
-    return found
+    return _configured.get(saga_type)
 
 
 def start_saga(saga_type: str, /, **kwargs: Any) -> str:

@@ -70,15 +70,6 @@ class DjangoDeadLetterQueue(EventDecoding):
     settings, read when the queue is first used.
     """
 
-    def __init__(
-        self,
-        using: str | None = None,
-        *,
-        registry: EventRegistry | None = None,
-        upcasters: UpcasterRegistry | None = None,
-    ) -> None:
-        super().__init__(using, registry=registry, upcasters=upcasters)
-
     def _records(self) -> QuerySet[DeadLetterRecord]:
         return DeadLetterRecord.objects.using(self.using)
 

@@ -14,8 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from orchestrix_django.management.console import database_alias
-from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.management.arguments import add_database, chosen_database
 from orchestrix_django.storage.append_only import (
     GuardInstall,
     guard_problems,
@@ -43,16 +42,11 @@ class Command(BaseCommand):
         action.add_argument(
             "--sql", action="store_true", help="Print the SQL that installs them; run nothing."
         )
-        parser.add_argument(
-            "--database",
-            type=database_alias,
-            metavar="ALIAS",
-            help="The database of the events (default: ORCHESTRIX['DATABASE']).",
-        )
+        add_database(parser, "The database of the events")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Report, install or print."""
-        using = options["database"] or str(orchestrix_settings.DATABASE)
+        using = chosen_database(options)
         if options["sql"]:
             connection = connections[using]
             # The mysql client ends a statement at ";" unless told otherwise, and

@@ -22,15 +22,14 @@ from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from orchestrix_django.management.console import (
-    GracefulStop,
-    Progress,
-    count,
-    database_alias,
-    log_start,
+from orchestrix_django.management.arguments import (
+    add_database,
+    add_progress_every,
+    add_streams,
+    chosen_database,
     non_negative_int,
-    positive_int,
 )
+from orchestrix_django.management.console import GracefulStop, Progress, count, log_start
 from orchestrix_django.management.event_rows import rows_by_position
 from orchestrix_django.projections.runner import CatchUpResult
 from orchestrix_django.settings import orchestrix_settings
@@ -60,13 +59,7 @@ class Command(BaseCommand):
             metavar="FILE",
             help="The file to write (created or replaced); '-', the default, is stdout.",
         )
-        parser.add_argument(
-            "--stream",
-            action="append",
-            dest="streams",
-            metavar="STREAM_ID",
-            help="Export only this stream (repeat the option for several).",
-        )
+        add_streams(parser, "Export")
         parser.add_argument(
             "--after-position",
             type=non_negative_int,
@@ -75,20 +68,8 @@ class Command(BaseCommand):
             help="Export only events after position N (the last position of an earlier "
             "export: its last line's 'position').",
         )
-        parser.add_argument(
-            "--database",
-            type=database_alias,
-            metavar="ALIAS",
-            help="The database to export from (default: ORCHESTRIX['DATABASE']).",
-        )
-        parser.add_argument(
-            "--progress-every",
-            type=positive_int,
-            default=10,
-            metavar="N",
-            help="When the progress output is not a terminal, print a progress line every N "
-            "chunks of READ_CHUNK_SIZE events (default: 10).",
-        )
+        add_database(parser, "The database to export from")
+        add_progress_every(parser, "chunks of READ_CHUNK_SIZE events")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Write the lines, then say what was written (on stderr when writing to stdout)."""
@@ -115,7 +96,7 @@ class Command(BaseCommand):
         path: Path | None = None,
     ) -> None:
         verbosity = int(options["verbosity"])
-        using = options["database"] or str(orchestrix_settings.DATABASE)
+        using = chosen_database(options)
         after: int = options["after_position"]
         streams: list[str] | None = options["streams"]
         head = DjangoEventStore(using).head_position()

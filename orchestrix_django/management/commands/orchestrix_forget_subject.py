@@ -15,9 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orchestrix_django.management.console import database_alias
+from orchestrix_django.management.arguments import add_database, chosen_database
 from orchestrix_django.models import SubjectKey
-from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.subject_keys import forget_subject
 
 __all__ = ["Command"]
@@ -41,17 +40,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not ask for confirmation (needed when not run on a terminal).",
         )
-        parser.add_argument(
-            "--database",
-            type=database_alias,
-            default=None,
-            help="The database (default: ORCHESTRIX['DATABASE']).",
-        )
+        add_database(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Delete the key after confirmation; CommandError (exit 1) when there is none."""
         subject_id: str = options["subject_id"]
-        using = options["database"] or str(orchestrix_settings.DATABASE)
+        using = chosen_database(options)
         row = (
             SubjectKey.objects.using(using).filter(pk=subject_id).values_list("deleted_at").first()
         )

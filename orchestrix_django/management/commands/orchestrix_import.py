@@ -39,16 +39,15 @@ from django.db import transaction
 from django.db.models import Max
 
 from orchestrix.core.common.exceptions import OrchestrixError
-from orchestrix_django.management.console import (
-    GracefulStop,
-    Progress,
-    count,
-    database_alias,
-    positive_int,
+from orchestrix_django.management.arguments import (
+    add_batch_size,
+    add_database,
+    add_progress_every,
+    chosen_database,
 )
+from orchestrix_django.management.console import GracefulStop, Progress, count
 from orchestrix_django.models import EventRecord
 from orchestrix_django.projections.runner import CatchUpResult
-from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.cloudevents import parse_row
 from orchestrix_django.storage.events import DjangoEventStore
 from orchestrix_django.storage.rows import EventRow
@@ -182,28 +181,14 @@ class Command(BaseCommand):
             metavar="FILE",
             help="Files written by orchestrix_export, imported in the order given ('-': stdin).",
         )
-        parser.add_argument(
-            "--database",
-            type=database_alias,
-            metavar="ALIAS",
-            help="The database to import into (default: ORCHESTRIX['DATABASE']).",
-        )
-        parser.add_argument(
-            "--batch-size",
-            type=positive_int,
-            default=1000,
-            metavar="N",
-            help="Lines per transaction (default: 1000). The append lock is held for each "
+        add_database(parser, "The database to import into")
+        add_batch_size(
+            parser,
+            "Lines per transaction (default: 1000). The append lock is held for each "
             "transaction, so other writers wait for at most one batch.",
+            default=1000,
         )
-        parser.add_argument(
-            "--progress-every",
-            type=positive_int,
-            default=10,
-            metavar="N",
-            help="When the output is not a terminal, print a progress line every N batches "
-            "(default: 10). On a terminal a bar is redrawn.",
-        )
+        add_progress_every(parser, "batches")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Check, then import."""
@@ -225,7 +210,7 @@ class Command(BaseCommand):
 
     def _import(self, sources: list[tuple[str, Path]], options: dict[str, Any]) -> None:
         verbosity = int(options["verbosity"])
-        using = options["database"] or str(orchestrix_settings.DATABASE)
+        using = chosen_database(options)
         batch: int = options["batch_size"]
         store = DjangoEventStore(using)
         stop = GracefulStop(self.stderr)

@@ -19,6 +19,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from orchestrix_django.management.arguments import (
+    add_batch_size,
+    add_no_input,
+    add_progress_every,
+    non_negative_int,
+    positive_float,
+)
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
@@ -26,9 +33,6 @@ from orchestrix_django.management.console import (
     count,
     find_projection,
     log_start,
-    non_negative_int,
-    positive_float,
-    positive_int,
     stopped_advice,
 )
 from orchestrix_django.projections.definition import batch_size_override
@@ -77,18 +81,10 @@ class Command(BaseCommand):
             help="Clear NEW's read model and checkpoint first and build it from the start "
             "of the log (default: continue from NEW's checkpoint).",
         )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not ask for confirmation before building and switching.",
-        )
-        parser.add_argument(
-            "--batch-size",
-            type=positive_int,
-            metavar="N",
-            help="Events applied per transaction while building (default: the "
+        add_no_input(parser, "before building and switching")
+        add_batch_size(
+            parser,
+            "Events applied per transaction while building (default: the "
             "projection's batch_size, else ORCHESTRIX['PROJECTION_BATCH_SIZE']).",
         )
         parser.add_argument(
@@ -106,14 +102,7 @@ class Command(BaseCommand):
             help="Give up (without switching) after this many seconds; running the command "
             "again continues. Default: no limit.",
         )
-        parser.add_argument(
-            "--progress-every",
-            type=positive_int,
-            default=10,
-            metavar="N",
-            help="When the output is not a terminal, print a progress line every N batches "
-            "(default: 10). On a terminal a progress bar is redrawn instead.",
-        )
+        add_progress_every(parser, "batches")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Build NEW, then switch to it."""
@@ -168,11 +157,7 @@ class Command(BaseCommand):
         options: dict[str, Any],
     ) -> None:
         new_id = outcome.projection_id
-        seconds = progress.elapsed()
-        built = (
-            f"{count(outcome.applied)} event(s) in {seconds:.1f} s "
-            f"({count(round(outcome.applied / max(seconds, 1e-9)))} events/s)"
-        )
+        built = progress.summary(outcome.applied)
         last = outcome.last
         switched = outcome.switched
         if switched is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from orchestrix_django.management.arguments import add_batch_size, add_no_input, add_progress_every
 from orchestrix_django.management.console import (
     GracefulStop,
     Progress,
@@ -24,7 +25,6 @@ from orchestrix_django.management.console import (
     count,
     find_projection,
     log_start,
-    positive_int,
     stopped_advice,
 )
 from orchestrix_django.projections.control import reset_projection
@@ -55,28 +55,13 @@ class Command(BaseCommand):
             metavar="PROJECTION",
             help="The id of a projection of ORCHESTRIX['PROJECTIONS'].",
         )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not ask for confirmation (the read model is cleared without asking).",
-        )
-        parser.add_argument(
-            "--batch-size",
-            type=positive_int,
-            metavar="N",
-            help="Events applied per transaction during the replay (default: the "
+        add_no_input(parser, "(the read model is cleared without asking)")
+        add_batch_size(
+            parser,
+            "Events applied per transaction during the replay (default: the "
             "projection's batch_size, else ORCHESTRIX['PROJECTION_BATCH_SIZE']).",
         )
-        parser.add_argument(
-            "--progress-every",
-            type=positive_int,
-            default=10,
-            metavar="N",
-            help="When the output is not a terminal, print a progress line every N batches "
-            "(default: 10). On a terminal a progress bar is redrawn instead.",
-        )
+        add_progress_every(parser, "batches")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Reset, then catch up with progress."""
@@ -125,11 +110,7 @@ class Command(BaseCommand):
         verbosity: int,
     ) -> None:
         pid = projection.projection_id
-        seconds = progress.elapsed()
-        done = (
-            f"{count(result.applied)} event(s) in {seconds:.1f} s "
-            f"({count(round(result.applied / max(seconds, 1e-9)))} events/s)"
-        )
+        done = progress.summary(result.applied)
         if result.stopped is StopReason.ASKED_TO_STOP:
             raise CommandError(
                 f"replay of {pid} interrupted at position {count(result.position)} of "

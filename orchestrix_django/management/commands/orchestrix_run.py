@@ -37,12 +37,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from orchestrix_django.management.arguments import positive_float, positive_int
 from orchestrix_django.management.console import (
     GracefulStop,
     count,
     find_projection,
-    positive_float,
-    positive_int,
     stopped_advice,
 )
 from orchestrix_django.projections.definition import DjangoProjection

@@ -29,16 +29,15 @@ from orchestrix.core.eventsourcing.aggregate import (
     AggregateRepository,
     AggregateRoot,
 )
-from orchestrix_django.management.console import (
-    GracefulStop,
-    Progress,
-    count,
-    database_alias,
+from orchestrix_django.management.arguments import (
+    add_database,
+    add_progress_every,
+    chosen_database,
     positive_int,
 )
+from orchestrix_django.management.console import GracefulStop, Progress, count
 from orchestrix_django.models import SnapshotRecord, StreamRecord
 from orchestrix_django.projections.runner import CatchUpResult
-from orchestrix_django.settings import orchestrix_settings
 from orchestrix_django.storage.events import DjangoEventStore
 
 __all__ = ["Command"]
@@ -83,27 +82,15 @@ class Command(BaseCommand):
             help="Only aggregates with at least N events since their latest usable snapshot "
             "(default: 1, every aggregate whose snapshot is not current).",
         )
-        parser.add_argument(
-            "--database",
-            type=database_alias,
-            metavar="ALIAS",
-            help="The database (default: ORCHESTRIX['DATABASE']).",
-        )
-        parser.add_argument(
-            "--progress-every",
-            type=positive_int,
-            default=10,
-            metavar="N",
-            help=f"When the output is not a terminal, print a progress line every N pages of "
-            f"{PAGE} streams (default: 10). On a terminal a bar is redrawn.",
-        )
+        add_database(parser)
+        add_progress_every(parser, f"pages of {PAGE} streams")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Snapshot the aggregates that need it, page by page."""
         verbosity = int(options["verbosity"])
         aggregate_class = _aggregate_class(options["aggregate"])
         label = options["aggregate_type"] or aggregate_class.__name__
-        using = options["database"] or str(orchestrix_settings.DATABASE)
+        using = chosen_database(options)
         minimum: int = options["min_events"]
         store = DjangoEventStore(using)
         repository: AggregateRepository[AggregateRoot] = AggregateRepository(store)

@@ -38,12 +38,8 @@ from django.utils import timezone
 
 from orchestrix.core.execution.saga import SagaStatus
 from orchestrix.core.messaging.dead_letter import DeadLetterStatus
-from orchestrix_django.management.console import (
-    count,
-    positive_float,
-    positive_int,
-    stopped_advice,
-)
+from orchestrix_django.management.arguments import positive_float, positive_int
+from orchestrix_django.management.console import count, stopped_advice
 from orchestrix_django.models import DeadLetterRecord, ProjectionStateRecord, SagaStateRecord
 from orchestrix_django.projections.registry import projections
 from orchestrix_django.projections.status import ProjectionStatus, projection_status, stalled_after

@@ -31,13 +31,13 @@ from orchestrix.core.common.exceptions import (
     UpcastError,
 )
 from orchestrix.core.serialization.event_codec import EventCodec
-from orchestrix_django.management.console import (
-    GracefulStop,
-    Progress,
-    count,
-    database_alias,
-    positive_int,
+from orchestrix_django.management.arguments import (
+    add_database,
+    add_progress_every,
+    add_streams,
+    chosen_database,
 )
+from orchestrix_django.management.console import GracefulStop, Progress, count
 from orchestrix_django.management.event_rows import rows_by_stream
 from orchestrix_django.models import EventRecord
 from orchestrix_django.projections.runner import CatchUpResult
@@ -84,32 +84,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """The command's arguments."""
-        parser.add_argument(
-            "--stream",
-            action="append",
-            dest="streams",
-            metavar="STREAM_ID",
-            help="Verify only this stream (repeat the option for several).",
-        )
-        parser.add_argument(
-            "--database",
-            type=database_alias,
-            metavar="ALIAS",
-            help="The database to verify (default: ORCHESTRIX['DATABASE']).",
-        )
-        parser.add_argument(
-            "--progress-every",
-            type=positive_int,
-            default=10,
-            metavar="N",
-            help="When the output is not a terminal, print a progress line every N chunks "
-            "of READ_CHUNK_SIZE events (default: 10). On a terminal a bar is redrawn.",
-        )
+        add_streams(parser, "Verify")
+        add_database(parser, "The database to verify")
+        add_progress_every(parser, "chunks of READ_CHUNK_SIZE events")
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Read every event once, listing the bad ones."""
         verbosity = int(options["verbosity"])
-        using = options["database"] or str(orchestrix_settings.DATABASE)
+        using = chosen_database(options)
         streams: list[str] | None = options["streams"]
         store = DjangoEventStore(using)
         events = EventRecord.objects.using(using)
