@@ -15,8 +15,9 @@ is read at import time, and the settings reload when a test overrides
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -26,6 +27,7 @@ __all__ = [
     "API_IMPORT_STRINGS",
     "DEFAULTS",
     "IMPORT_STRINGS",
+    "ConfiguredObjects",
     "OrchestrixSettings",
     "orchestrix_settings",
     "perform_import",
@@ -232,3 +234,46 @@ orchestrix_settings = OrchestrixSettings()
 def _reload_settings(*, setting: str, **kwargs: Any) -> None:
     if setting == "ORCHESTRIX":
         orchestrix_settings.reload()
+
+
+T = TypeVar("T")
+
+
+class ConfiguredObjects(Generic[T]):
+    """Objects a setting lists (projections, sagas) by key: loaded once, forgotten on a change.
+
+    ``missing`` is the KeyError message for an unknown key, with ``{!r}`` where
+    the key goes (``"no projection {!r} is configured"``).
+    """
+
+    def __init__(self, load: Callable[[], dict[str, T]], *, missing: str) -> None:
+        self._load = load
+        self._missing = missing
+        self._lock = threading.Lock()
+        self._loaded: dict[str, T] | None = None
+        setting_changed.connect(self._reload, weak=False)
+
+    def all(self) -> dict[str, T]:
+        """Every object by key (loaded now if not yet)."""
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
+
+    def get(self, key: str) -> T:
+        """The object ``key``; KeyError says which keys exist."""
+        loaded = self.all()
+        found = loaded.get(key)
+        if found is None:
+            known = ", ".join(sorted(loaded)) or "none"
+            raise KeyError(f"{self._missing.format(key)} (known: {known})")
+        return found
+
+    def reset(self) -> None:
+        """Forget the loaded objects (the settings changed)."""
+        with self._lock:
+            self._loaded = None
+
+    def _reload(self, *, setting: str, **kwargs: Any) -> None:
+        if setting == "ORCHESTRIX":
+            self.reset()

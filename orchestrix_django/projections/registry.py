@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrix_django.configured_objects import ConfiguredObjects
 from orchestrix_django.projections.definition import DjangoProjection
-from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.settings import ConfiguredObjects, orchestrix_settings
 
 __all__ = ["get_projection", "projections", "reset_registry"]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrix.core.execution.saga import Saga
-from orchestrix_django.configured_objects import ConfiguredObjects
 from orchestrix_django.sagas.definition import DjangoSaga
-from orchestrix_django.settings import orchestrix_settings
+from orchestrix_django.settings import ConfiguredObjects, orchestrix_settings
 
 __all__ = ["get_saga", "reset_registry", "sagas", "start_saga"]
 
