@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every check of the project: lint, format, type check, the docs' build
 # (mkdocs --strict), then the test matrix. Each interpreter runs the
-# framework-free tests (tests/core and tests/test_layering.py) in one pytest
+# framework-free tests (tests/core, tests/test_layering.py, tests/test_import_graph.py) in one pytest
 # process, and the Django tests (tests/django) in another pytest process per
 # database: the two suites define event classes with the same type names,
 # and the event registry is process-wide, so they never share a process.
@@ -250,8 +250,8 @@ fi
 # Every test module must belong to a suite this script runs: one anywhere
 # else would silently never run.
 stray="$(find tests -name 'test_*.py' -o -name '*_test.py' \
-    | grep -v -E '^tests/(core|django|example)/|^tests/test_layering\.py$' || true)"
-[[ -z "$stray" ]] || die "test modules outside tests/core, tests/django, tests/example and tests/test_layering.py never run: move them into one of those, or add them to this script:
+    | grep -v -E '^tests/(core|django|example)/|^tests/test_(layering|import_graph)\.py$' || true)"
+[[ -z "$stray" ]] || die "test modules outside tests/core, tests/django, tests/example, tests/test_layering.py and tests/test_import_graph.py never run: move them into one of those, or add them to this script:
 $stray"
 
 extra_django=""
